@@ -1,0 +1,3 @@
+//! Benchmarks of phalanx against its peers.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Executor and actor core of phalanx.

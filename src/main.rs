@@ -1,0 +1,3 @@
+//! The `phalanx` command-line tool.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Supervision trees with OTP semantics for phalanx.
+//!
+//! Work in progress: see the issues.

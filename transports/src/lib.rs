@@ -1,0 +1,3 @@
+//! Wire format, encryption and transports for phalanx.
+//!
+//! Work in progress: see the issues.
