@@ -82,6 +82,9 @@ pub struct Restarter<T = ()> {
     window: IntensityWindow,
     children: Children<Child<T>>,
     next_restart: u64,
+    /// Payloads of the children the latest [`Restarter::handle_exit`] removed, so the caller
+    /// can still stop them; see [`Restarter::drain_removed`].
+    removed: Vec<(ChildKey, T)>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +107,7 @@ impl<T> Restarter<T> {
             window: IntensityWindow::new(intensity),
             children: Children::new(),
             next_restart: 0,
+            removed: Vec::new(),
         }
     }
 
@@ -191,6 +195,16 @@ impl<T> Restarter<T> {
         }
     }
 
+    /// Takes the payloads of the children that the latest [`Restarter::handle_exit`] removed
+    /// (the exited child on [`Decision::Remove`], temporary siblings of a restart, every child
+    /// on [`Decision::Escalate`]), in the order they were removed.
+    ///
+    /// The buffer is emptied at the start of every `handle_exit`, so it never grows unbounded
+    /// even if the caller does not drain it.
+    pub fn drain_removed(&mut self) -> std::vec::Drain<'_, (ChildKey, T)> {
+        self.removed.drain(..)
+    }
+
     /// Decides what to do after the running child `key` exited with `exit` at `now`.
     ///
     /// `random` is a uniformly random number used only for backoff jitter. Events for unknown
@@ -202,6 +216,7 @@ impl<T> Restarter<T> {
         now: Duration,
         random: u64,
     ) -> Decision {
+        self.removed.clear();
         let Some(child) = self.children.get(key) else {
             return Decision::Ignore;
         };
@@ -209,12 +224,15 @@ impl<T> Restarter<T> {
             return Decision::Ignore;
         }
         if !child.policy.restarts_after(exit) {
-            self.children.remove(key);
+            self.remove_into_buffer(key);
             return Decision::Remove;
         }
         if self.window.record(now) {
             let stop = self.running_rev().filter(|&k| k != key).collect();
-            self.children.clear();
+            let all: Vec<ChildKey> = self.keys().collect();
+            for k in all {
+                self.remove_into_buffer(k);
+            }
             return Decision::Escalate { stop };
         }
 
@@ -259,7 +277,7 @@ impl<T> Restarter<T> {
                 stop.push(k);
             }
             if k != key && policy == RestartPolicy::Temporary {
-                self.children.remove(k);
+                self.remove_into_buffer(k);
             } else {
                 self.set_pending(k, id);
                 start.push(k);
@@ -272,6 +290,12 @@ impl<T> Restarter<T> {
             start,
             delay,
         })
+    }
+
+    fn remove_into_buffer(&mut self, key: ChildKey) {
+        if let Some(child) = self.children.remove(key) {
+            self.removed.push((key, child.value));
+        }
     }
 
     fn set_pending(&mut self, key: ChildKey, id: RestartId) {

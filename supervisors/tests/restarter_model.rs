@@ -20,6 +20,8 @@ struct Model {
     /// Every restart ever decided.
     restarts: Vec<Duration>,
     next_plan: u64,
+    /// Children removed by the latest exit, in removal order.
+    last_removed: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,7 @@ fn model_delay(backoff: Backoff, attempt: u32, random: u64) -> Duration {
 
 impl Model {
     fn exit(&mut self, id: usize, exit: ExitKind, now: Duration, random: u64) -> ModelDecision {
+        self.last_removed.clear();
         let Some(pos) = self.children.iter().position(|c| c.id == id) else {
             return ModelDecision::Ignore;
         };
@@ -80,6 +83,7 @@ impl Model {
         };
         if !restart {
             self.children.remove(pos);
+            self.last_removed.push(id);
             return ModelDecision::Remove;
         }
         self.restarts.push(now);
@@ -96,6 +100,7 @@ impl Model {
                 .map(|c| c.id)
                 .collect();
             stop.reverse();
+            self.last_removed = self.children.iter().map(|c| c.id).collect();
             self.children.clear();
             return ModelDecision::Escalate { stop };
         }
@@ -128,6 +133,7 @@ impl Model {
             }
         }
         self.children.retain(|c| !removed.contains(&c.id));
+        self.last_removed = removed;
         stop.reverse();
         ModelDecision::Restart {
             plan,
@@ -223,6 +229,7 @@ proptest! {
             children: Vec::new(),
             restarts: Vec::new(),
             next_plan: 0,
+            last_removed: Vec::new(),
         };
         let mut keys: HashMap<usize, ChildKey> = HashMap::new();
         let mut ids: HashMap<ChildKey, usize> = HashMap::new();
@@ -272,6 +279,8 @@ proptest! {
                         }
                     };
                     prop_assert_eq!(got, expected);
+                    let removed: Vec<usize> = core.drain_removed().map(|(_, id)| id).collect();
+                    prop_assert_eq!(&removed, &model.last_removed);
                 }
                 Op::Remove(sel) => {
                     if all_ids.is_empty() { continue; }

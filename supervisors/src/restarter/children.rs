@@ -129,20 +129,6 @@ impl<T> Children<T> {
         Some(node.value)
     }
 
-    pub(crate) fn clear(&mut self) {
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            if slot.node.take().is_some() {
-                slot.generation = slot.generation.wrapping_add(1);
-                // The index came from a u32 when the slot was created.
-                #[allow(clippy::cast_possible_truncation)]
-                self.free.push(i as u32);
-            }
-        }
-        self.head = None;
-        self.tail = None;
-        self.len = 0;
-    }
-
     fn key_of(&self, index: u32) -> ChildKey {
         ChildKey {
             index,
