@@ -156,7 +156,7 @@ fn many_concurrent_asks_all_answered() {
         for ask in asks {
             assert!(ask.await);
         }
-        assert_eq!(actor.addr().is_alive(), true);
+        assert!(actor.addr().is_alive());
         actor.stop();
         assert_eq!(actor.wait().await, ExitReason::Normal);
     });
