@@ -1,3 +1,8 @@
 //! The node's system actors: discovery, gossip, chain, checkpoint.
 //!
-//! Work in progress: see the issues.
+//! Each service is a sans-IO protocol core plus the actor that drives it. So far this crate
+//! holds the gossip membership core ([`gossip`]) and a deterministic simulation harness for
+//! it ([`sim`]).
+
+pub mod gossip;
+pub mod sim;

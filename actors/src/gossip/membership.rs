@@ -1,0 +1,593 @@
+//! The SWIM + Lifeguard membership state machine.
+
+mod update;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::action::{Action, Notification, Timer};
+use super::broadcast::{Broadcasts, retransmit_limit};
+use super::config::Config;
+use super::member::Member;
+use super::message::{
+    Body, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MemberState, Message, PushPullKind, Update, UserEvent,
+    encoded_len,
+};
+use super::suspicion::{Health, Suspicion};
+use super::{MemberId, NodeId};
+
+/// The bound every address type must meet.
+pub trait Address: Clone + Ord + std::fmt::Debug + Serialize + DeserializeOwned {}
+
+impl<T: Clone + Ord + std::fmt::Debug + Serialize + DeserializeOwned> Address for T {}
+
+/// One node's view of cluster membership: a sans-IO SWIM failure detector with Lifeguard.
+///
+/// Inputs are [`handle_datagram`](Self::handle_datagram), [`handle_timer`](Self::handle_timer),
+/// [`join`](Self::join), [`leave`](Self::leave) and [`broadcast_event`](Self::broadcast_event),
+/// each given the current time; outputs are drained with [`poll_action`](Self::poll_action).
+/// It owns no socket, reads no clock and spawns nothing.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+///
+/// use phalanx_actors::gossip::{Action, Config, Membership, NodeId};
+///
+/// let now = Instant::now();
+/// let mut node = Membership::new(NodeId(1), "10.0.0.1:7946".to_owned(), 0, Config::default(), 7);
+/// node.join(Some("10.0.0.2:7946".to_owned()), now);
+/// let mut sent_join = false;
+/// while let Some(action) = node.poll_action() {
+///     if let Action::SendStream { to, .. } = action {
+///         assert_eq!(to, "10.0.0.2:7946");
+///         sent_join = true;
+///     }
+/// }
+/// assert!(sent_join);
+/// ```
+#[derive(Debug)]
+pub struct Membership<A> {
+    config: Config,
+    me: NodeId,
+    addr: A,
+    incarnation: u64,
+    /// Whether this node declared itself left; a left node stays silent.
+    left: bool,
+    /// Whether timers are running; [`Membership::start`] sets it.
+    started: bool,
+    /// Bumped by a leave so that periodic timers of the earlier run stop.
+    epoch: u64,
+    members: BTreeMap<NodeId, Member<A>>,
+    /// Round-robin probe order, reshuffled each round (SWIM's time-bounded completeness).
+    probe_order: Vec<NodeId>,
+    probe_index: usize,
+    probe: Option<Probe>,
+    next_seq: u32,
+    /// Indirect probes run for other nodes, by local sequence number.
+    relays: BTreeMap<u32, Relay<A>>,
+    suspicions: BTreeMap<NodeId, Suspicion>,
+    broadcasts: Broadcasts<A>,
+    seeds: Vec<A>,
+    seen_events: BTreeSet<(NodeId, u64)>,
+    /// Insertion order of `seen_events`, to forget the oldest past the cap.
+    seen_order: VecDeque<(NodeId, u64)>,
+    next_event_seq: u64,
+    health: Health,
+    rng: fastrand::Rng,
+    actions: VecDeque<Action<A>>,
+}
+
+/// The probe of the current protocol period.
+#[derive(Debug)]
+struct Probe {
+    seq: u32,
+    target: NodeId,
+    acked: bool,
+    nacks_expected: u32,
+    nacks: u32,
+}
+
+/// An indirect probe run on behalf of `requester`.
+#[derive(Debug)]
+struct Relay<A> {
+    requester: A,
+    seq: u32,
+}
+
+/// How many `(origin, seq)` pairs of user events are remembered for deduplication.
+const SEEN_EVENTS_CAP: usize = 8192;
+
+impl<A: Address> Membership<A> {
+    /// A node `me` listening at `addr`, starting at `incarnation`, with its random choices
+    /// drawn from `seed`.
+    ///
+    /// A restarted process should start at an incarnation above any it used before if it
+    /// can (for example, a persisted counter or the wall clock in seconds); if it cannot,
+    /// it still rejoins: on hearing about an older life it bumps its incarnation past it.
+    pub fn new(me: NodeId, addr: A, incarnation: u64, config: Config, seed: u64) -> Self {
+        let health = Health::new(config.max_health_multiplier);
+        Self {
+            config,
+            me,
+            addr,
+            incarnation,
+            left: false,
+            started: false,
+            epoch: 0,
+            members: BTreeMap::new(),
+            probe_order: Vec::new(),
+            probe_index: 0,
+            probe: None,
+            next_seq: 0,
+            relays: BTreeMap::new(),
+            suspicions: BTreeMap::new(),
+            broadcasts: Broadcasts::new(),
+            seeds: Vec::new(),
+            seen_events: BTreeSet::new(),
+            seen_order: VecDeque::new(),
+            next_event_seq: 0,
+            health,
+            rng: fastrand::Rng::with_seed(seed),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.me
+    }
+
+    /// This node's current incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Lifeguard's local health score: 0 is healthy; timeouts are stretched by score + 1.
+    pub fn health_score(&self) -> u32 {
+        self.health.score()
+    }
+
+    /// Whether this node has left.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// The members this node believes alive or suspected (itself excluded), with addresses.
+    pub fn live_members(&self) -> impl Iterator<Item = (MemberId, &A)> + '_ {
+        self.members
+            .values()
+            .filter(|member| member.is_live())
+            .map(|member| (member.id(), &member.addr))
+    }
+
+    /// The state this node holds for `node`, with its incarnation, if it knows the node.
+    pub fn member_state(&self, node: NodeId) -> Option<(MemberState, u64)> {
+        self.members
+            .get(&node)
+            .map(|member| (member.state, member.incarnation))
+    }
+
+    /// How many updates and events wait to be piggybacked.
+    pub fn pending_broadcasts(&self) -> usize {
+        self.broadcasts.len()
+    }
+
+    /// Starts the periodic probe and push-pull timers; idempotent. [`join`](Self::join)
+    /// calls it.
+    pub fn start(&mut self, now: Instant) {
+        if self.started || self.left {
+            return;
+        }
+        self.started = true;
+        let _ = now;
+        // A random phase, so that nodes started together do not probe in lockstep.
+        let phase = self.random_fraction(self.config.probe_interval);
+        self.schedule(Timer::Probe { epoch: self.epoch }, phase);
+        let phase = self.random_fraction(self.config.push_pull_interval);
+        self.schedule(Timer::PushPull { epoch: self.epoch }, phase);
+    }
+
+    /// Joins the cluster through `seeds`: a push-pull state sync with each. Seeds are
+    /// remembered and contacted again whenever this node knows no live member.
+    pub fn join(&mut self, seeds: impl IntoIterator<Item = A>, now: Instant) {
+        self.start(now);
+        for seed in seeds {
+            if seed != self.addr && !self.seeds.contains(&seed) {
+                self.seeds.push(seed);
+            }
+        }
+        for seed in self.seeds.clone() {
+            self.send_push_pull(seed, PushPullKind::Request);
+        }
+    }
+
+    /// Leaves the cluster gracefully: tells a few members directly and stops all activity.
+    /// Others report this node `Down` with [`DownReason::Left`](super::DownReason::Left).
+    pub fn leave(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let _ = now;
+        let update = self.self_update(MemberState::Left);
+        let mut targets: Vec<A> = self
+            .members
+            .values()
+            .filter(|member| member.is_live())
+            .map(|member| member.addr.clone())
+            .collect();
+        self.rng.shuffle(&mut targets);
+        targets.truncate(self.config.leave_fanout);
+        for to in targets {
+            let message = Message {
+                sender: self.me,
+                body: Body::Gossip,
+                updates: vec![update.clone()],
+                events: Vec::new(),
+            };
+            self.actions.push_back(Action::Send { to, message });
+        }
+        self.left = true;
+        self.epoch += 1;
+        self.probe = None;
+        self.relays.clear();
+    }
+
+    /// Disseminates a user event to every member (delivered there once as
+    /// [`Notification::Event`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError`] if the name or payload is over its limit or this node has left; no
+    /// state changes then.
+    pub fn broadcast_event(&mut self, name: &str, payload: &[u8]) -> Result<(), EventError> {
+        if name.len() > MAX_EVENT_NAME {
+            return Err(EventError::NameTooLong { len: name.len() });
+        }
+        if payload.len() > MAX_EVENT_PAYLOAD {
+            return Err(EventError::PayloadTooLarge { len: payload.len() });
+        }
+        if self.left {
+            return Err(EventError::Left);
+        }
+        let event = UserEvent {
+            origin: self.me,
+            seq: self.next_event_seq,
+            name: name.to_owned(),
+            payload: payload.to_vec(),
+        };
+        self.next_event_seq += 1;
+        self.remember_event(event.origin, event.seq);
+        self.broadcasts.push_event(event);
+        Ok(())
+    }
+
+    /// The next thing for the driver to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action<A>> {
+        self.actions.pop_front()
+    }
+
+    /// Handles a message that arrived from `from` (a datagram, or a push-pull from a
+    /// stream).
+    pub fn handle_datagram(&mut self, from: A, message: Message<A>, now: Instant) {
+        if self.left || message.sender == self.me {
+            return;
+        }
+        let sender = message.sender;
+        let is_push_pull = matches!(message.body, Body::PushPull { .. });
+        for update in message.updates {
+            self.apply_update(update, now, false);
+        }
+        for event in message.events {
+            self.apply_event(event);
+        }
+        match message.body {
+            Body::Ping { seq, target } => {
+                if target == self.me {
+                    self.send(from, Some(sender), Body::Ack { seq });
+                }
+            }
+            Body::PingReq {
+                seq,
+                target,
+                target_addr,
+            } => self.relay_probe(from, seq, target, target_addr),
+            Body::Ack { seq } => {
+                if let Some(relay) = self.relays.remove(&seq) {
+                    self.send(relay.requester, None, Body::Ack { seq: relay.seq });
+                } else if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq) {
+                    probe.acked = true;
+                }
+            }
+            Body::Nack { seq } => {
+                if let Some(probe) = self.probe.as_mut().filter(|probe| probe.seq == seq) {
+                    probe.nacks += 1;
+                }
+            }
+            Body::PushPull { kind, members } => {
+                debug_assert!(is_push_pull);
+                for update in members {
+                    self.apply_update(update, now, true);
+                }
+                if kind == PushPullKind::Request {
+                    self.send_push_pull(from, PushPullKind::Response);
+                }
+            }
+            Body::Gossip => {}
+        }
+    }
+
+    /// Handles a timer the driver was asked to schedule.
+    pub fn handle_timer(&mut self, timer: Timer, now: Instant) {
+        if self.left {
+            return;
+        }
+        match timer {
+            Timer::Probe { epoch } if epoch == self.epoch => self.probe_tick(now),
+            Timer::ProbeTimeout { seq } => self.indirect_probe(seq),
+            Timer::RelayTimeout { seq } => {
+                if let Some(relay) = self.relays.remove(&seq) {
+                    self.send(relay.requester, None, Body::Nack { seq: relay.seq });
+                }
+            }
+            Timer::Suspicion { node, incarnation } => {
+                self.suspicion_expired(node, incarnation, now)
+            }
+            Timer::PushPull { epoch } if epoch == self.epoch => self.push_pull_tick(),
+            Timer::Probe { .. } | Timer::PushPull { .. } => {}
+        }
+    }
+
+    fn probe_tick(&mut self, now: Instant) {
+        if let Some(probe) = self.probe.take() {
+            self.finish_probe(probe, now);
+        }
+        let interval = self.health.scale(self.config.probe_interval);
+        self.schedule(Timer::Probe { epoch: self.epoch }, interval);
+        let Some(target) = self.next_probe_target() else {
+            // Alone: keep knocking on the seeds' doors.
+            for seed in self.seeds.clone() {
+                self.send_push_pull(seed, PushPullKind::Request);
+            }
+            return;
+        };
+        let Some(addr) = self.members.get(&target).map(|member| member.addr.clone()) else {
+            return;
+        };
+        let seq = self.take_seq();
+        self.probe = Some(Probe {
+            seq,
+            target,
+            acked: false,
+            nacks_expected: 0,
+            nacks: 0,
+        });
+        self.send(addr, Some(target), Body::Ping { seq, target });
+        let timeout = self.health.scale(self.config.probe_timeout);
+        self.schedule(Timer::ProbeTimeout { seq }, timeout);
+    }
+
+    fn finish_probe(&mut self, probe: Probe, now: Instant) {
+        if probe.acked {
+            self.health.apply(-1);
+            return;
+        }
+        // Lifeguard: missing nacks mean our own network may be at fault.
+        let delta = if probe.nacks_expected > 0 {
+            probe.nacks_expected.saturating_sub(probe.nacks)
+        } else {
+            1
+        };
+        self.health.apply(i64::from(delta));
+        if let Some(member) = self.members.get(&probe.target).filter(|m| m.is_live()) {
+            let incarnation = member.incarnation;
+            self.suspect(probe.target, incarnation, self.me, now);
+        }
+    }
+
+    fn indirect_probe(&mut self, seq: u32) {
+        let Some(probe) = self.probe.as_ref().filter(|p| p.seq == seq && !p.acked) else {
+            return;
+        };
+        let target = probe.target;
+        let Some(target_addr) = self.members.get(&target).map(|m| m.addr.clone()) else {
+            return;
+        };
+        let mut helpers: Vec<(NodeId, A)> = self
+            .members
+            .values()
+            .filter(|m| m.state == MemberState::Alive && m.node != target)
+            .map(|m| (m.node, m.addr.clone()))
+            .collect();
+        self.rng.shuffle(&mut helpers);
+        helpers.truncate(self.config.indirect_probes);
+        if let Some(probe) = self.probe.as_mut() {
+            probe.nacks_expected = u32::try_from(helpers.len()).unwrap_or(u32::MAX);
+        }
+        for (helper, addr) in helpers {
+            let body = Body::PingReq {
+                seq,
+                target,
+                target_addr: target_addr.clone(),
+            };
+            self.send(addr, Some(helper), body);
+        }
+    }
+
+    fn relay_probe(&mut self, requester: A, seq: u32, target: NodeId, target_addr: A) {
+        let local = self.take_seq();
+        self.relays.insert(local, Relay { requester, seq });
+        self.send(target_addr, Some(target), Body::Ping { seq: local, target });
+        // Answer with a nack a little before the requester gives up on its probe.
+        let timeout = self.config.probe_timeout.mul_f64(0.8);
+        self.schedule(Timer::RelayTimeout { seq: local }, timeout);
+    }
+
+    fn push_pull_tick(&mut self) {
+        self.schedule(
+            Timer::PushPull { epoch: self.epoch },
+            self.config.push_pull_interval,
+        );
+        let live: Vec<A> = self.addrs_where(|m| m.state == MemberState::Alive);
+        if let Some(to) = self.pick(&live) {
+            self.send_push_pull(to, PushPullKind::Request);
+        }
+        // Reconnect: a member we think dead may be alive behind a healed partition. If so,
+        // it learns that it was declared dead, refutes, and its new life spreads.
+        let dead: Vec<A> = self.addrs_where(|m| m.state == MemberState::Dead);
+        if let Some(to) = self.pick(&dead) {
+            self.send_push_pull(to, PushPullKind::Request);
+        }
+    }
+
+    fn next_probe_target(&mut self) -> Option<NodeId> {
+        for _ in 0..=self.probe_order.len() {
+            if self.probe_index >= self.probe_order.len() {
+                self.probe_order
+                    .retain(|node| self.members.contains_key(node));
+                self.rng.shuffle(&mut self.probe_order);
+                self.probe_index = 0;
+            }
+            let node = *self.probe_order.get(self.probe_index)?;
+            self.probe_index += 1;
+            if self.members.get(&node).is_some_and(Member::is_live) {
+                return Some(node);
+            }
+        }
+        None
+    }
+
+    /// Sends `body` to `to` with as much piggybacked data as fits. When the destination is
+    /// suspected or dead in our view, that news goes first (Lifeguard's buddy system: a
+    /// suspected node hears of it from its prober and can refute at once).
+    fn send(&mut self, to: A, to_node: Option<NodeId>, body: Body<A>) {
+        let mut updates = Vec::new();
+        let mut budget = self
+            .config
+            .max_datagram
+            .saturating_sub(encoded_len(&body) + 16);
+        let targeted = to_node
+            .and_then(|node| self.members.get(&node))
+            .filter(|m| matches!(m.state, MemberState::Suspect | MemberState::Dead));
+        if let Some(member) = targeted {
+            let update = member.to_update(self.me);
+            budget = budget.saturating_sub(encoded_len(&update));
+            updates.push(update);
+        }
+        let limit = retransmit_limit(self.config.retransmit_mult, self.cluster_size());
+        let skip = targeted.map(|m| m.node);
+        let (more, events) = self.broadcasts.select(budget, limit, skip);
+        updates.extend(more);
+        let message = Message {
+            sender: self.me,
+            body,
+            updates,
+            events,
+        };
+        self.actions.push_back(Action::Send { to, message });
+    }
+
+    fn send_push_pull(&mut self, to: A, kind: PushPullKind) {
+        let mut members = vec![self.self_update(MemberState::Alive)];
+        members.extend(self.members.values().map(|m| m.to_update(self.me)));
+        let message = Message {
+            sender: self.me,
+            body: Body::PushPull { kind, members },
+            updates: Vec::new(),
+            events: Vec::new(),
+        };
+        self.actions.push_back(Action::SendStream { to, message });
+    }
+
+    fn apply_event(&mut self, event: UserEvent) {
+        if self.seen_events.contains(&(event.origin, event.seq)) || event.origin == self.me {
+            return;
+        }
+        self.remember_event(event.origin, event.seq);
+        self.broadcasts.push_event(event.clone());
+        self.notify(Notification::Event(event));
+    }
+
+    fn remember_event(&mut self, origin: NodeId, seq: u64) {
+        self.seen_events.insert((origin, seq));
+        self.seen_order.push_back((origin, seq));
+        if self.seen_order.len() > SEEN_EVENTS_CAP
+            && let Some(oldest) = self.seen_order.pop_front()
+        {
+            self.seen_events.remove(&oldest);
+        }
+    }
+
+    fn self_update(&self, state: MemberState) -> Update<A> {
+        Update {
+            node: self.me,
+            addr: self.addr.clone(),
+            incarnation: self.incarnation,
+            state,
+            origin: self.me,
+        }
+    }
+
+    /// Cluster size as this node sees it, itself included.
+    fn cluster_size(&self) -> usize {
+        1 + self.members.values().filter(|m| m.is_live()).count()
+    }
+
+    fn addrs_where(&self, keep: impl Fn(&Member<A>) -> bool) -> Vec<A> {
+        self.members
+            .values()
+            .filter(|m| keep(m))
+            .map(|m| m.addr.clone())
+            .collect()
+    }
+
+    fn pick(&mut self, from: &[A]) -> Option<A> {
+        if from.is_empty() {
+            return None;
+        }
+        from.get(self.rng.usize(..from.len())).cloned()
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn random_fraction(&mut self, of: Duration) -> Duration {
+        of.mul_f64(self.rng.f64())
+    }
+
+    fn schedule(&mut self, timer: Timer, after: Duration) {
+        self.actions
+            .push_back(Action::ScheduleTimer { timer, after });
+    }
+
+    fn notify(&mut self, notification: Notification<A>) {
+        self.actions.push_back(Action::Notify(notification));
+    }
+}
+
+/// A user event was not broadcast; no state changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The name is longer than [`MAX_EVENT_NAME`] bytes.
+    #[error("event name of {len} bytes exceeds the limit of {MAX_EVENT_NAME}")]
+    NameTooLong {
+        /// The name's length.
+        len: usize,
+    },
+    /// The payload is larger than [`MAX_EVENT_PAYLOAD`] bytes.
+    #[error("event payload of {len} bytes exceeds the limit of {MAX_EVENT_PAYLOAD}")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+    },
+    /// This node has left the cluster.
+    #[error("this node has left the cluster")]
+    Left,
+}
