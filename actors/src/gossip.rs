@@ -33,3 +33,6 @@ pub use message::{
     Body, DecodeError, EncodeError, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN,
     MAX_PUSH_PULL_MEMBERS, MAX_UPDATES, MemberState, Message, PushPullKind, Update, UserEvent,
 };
+
+#[cfg(test)]
+mod tests;
