@@ -77,7 +77,7 @@ impl CodecConfig {
         }
     }
 
-    pub(crate) fn max_stream_frame(&self) -> usize {
+    pub(crate) fn stream_frame_limit(&self) -> usize {
         self.max_stream_frame.min(u32::MAX as usize)
     }
 }
@@ -199,12 +199,12 @@ impl Codec {
             &self.security,
             &header,
             payload,
-            self.config.max_stream_frame(),
+            self.config.stream_frame_limit(),
         )?;
-        // Fits: the envelope is at most max_stream_frame() <= u32::MAX bytes.
+        // Fits: the envelope is at most stream_frame_limit() <= u32::MAX bytes.
         let len = u32::try_from(out.len() - 4).map_err(|_| EncodeError::TooLarge {
             len: out.len() - 4,
-            max: self.config.max_stream_frame(),
+            max: self.config.stream_frame_limit(),
         })?;
         out[..4].copy_from_slice(&len.to_be_bytes());
         Ok(out)
@@ -251,7 +251,7 @@ impl Codec {
             bytes,
             &self.security,
             self.config.cluster,
-            self.config.max_stream_frame(),
+            self.config.stream_frame_limit(),
         )
     }
 

@@ -37,6 +37,7 @@
 //! - `stream`: [`StreamDecoder`] for length-delimited frames on streams.
 //! - `replay`: the per-sender sliding replay window.
 //! - `counters`, `error`: [`DropCounters`], [`DecodeError`], [`EncodeError`].
+//! - `transport`: the [`Transport`] trait (datagrams and [`ByteStream`]s), [`TransportError`].
 //! - `sim`: the simulated network.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -49,6 +50,7 @@ mod frame;
 mod keyring;
 mod replay;
 mod stream;
+mod transport;
 
 pub use codec::{
     Codec, CodecConfig, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_STREAM_FRAME, DEFAULT_REPLAY_SENDERS,
@@ -62,6 +64,7 @@ pub use frame::{
 };
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
 pub use stream::StreamDecoder;
+pub use transport::{ByteStream, Transport, TransportError, TransportFuture};
 
 mod sim;
 pub use sim::{SimClock, SimFaults, SimInstant, SimNetwork, SimStats};

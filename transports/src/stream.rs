@@ -112,7 +112,7 @@ impl StreamDecoder {
         // A u32 always fits in usize on the 32- and 64-bit targets we build for; saturate
         // anyway so that a 16-bit target would reject the frame as oversized.
         let len = usize::try_from(u32::from_be_bytes(*prefix)).unwrap_or(usize::MAX);
-        let max = codec.config().max_stream_frame();
+        let max = codec.config().stream_frame_limit();
         if len > max {
             return Err(DecodeError::Oversized { len, max });
         }
