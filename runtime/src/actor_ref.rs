@@ -39,7 +39,7 @@ impl<M: Send + 'static> ActorRef<M> {
     ///
     /// If cancelled while waiting for room, the message is dropped undelivered.
     pub async fn tell(&self, msg: M) -> Result<(), SendError<M>> {
-        match self.mailbox.try_send(msg) {
+        let sent = match self.mailbox.try_send(msg) {
             Ok(()) => Ok(()),
             Err(flume::TrySendError::Disconnected(msg)) => Err(SendError::Closed(msg)),
             Err(flume::TrySendError::Full(msg)) => self
@@ -47,7 +47,9 @@ impl<M: Send + 'static> ActorRef<M> {
                 .send_async(msg)
                 .await
                 .map_err(|error| SendError::Closed(error.into_inner())),
-        }
+        };
+        self.addr.cell.waker.wake();
+        sent
     }
 
     /// Sends a message if there is room right now.
@@ -56,10 +58,14 @@ impl<M: Send + 'static> ActorRef<M> {
     ///
     /// [`TrySendError::Full`] or [`TrySendError::Closed`], with the message.
     pub fn try_tell(&self, msg: M) -> Result<(), TrySendError<M>> {
-        self.mailbox.try_send(msg).map_err(|error| match error {
-            flume::TrySendError::Full(msg) => TrySendError::Full(msg),
-            flume::TrySendError::Disconnected(msg) => TrySendError::Closed(msg),
-        })
+        match self.mailbox.try_send(msg) {
+            Ok(()) => {
+                self.addr.cell.waker.wake();
+                Ok(())
+            }
+            Err(flume::TrySendError::Full(msg)) => Err(TrySendError::Full(msg)),
+            Err(flume::TrySendError::Disconnected(msg)) => Err(TrySendError::Closed(msg)),
+        }
     }
 
     /// Sends a request built around a [`Reply`] and waits up to `timeout` for the answer.
@@ -90,6 +96,7 @@ impl<M: Send + 'static> ActorRef<M> {
             Ok(()) => {}
             Err(flume::TrySendError::Disconnected(msg)) => return Err(AskError::Closed(msg)),
             Err(flume::TrySendError::Full(msg)) => {
+                self.addr.cell.waker.wake();
                 match crate::timer::timeout_at(deadline, self.mailbox.send_async(msg)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => return Err(AskError::Closed(error.into_inner())),
@@ -97,6 +104,7 @@ impl<M: Send + 'static> ActorRef<M> {
                 }
             }
         }
+        self.addr.cell.waker.wake();
         match wait(deadline).outcome().await {
             Outcome::Answered(value) => Ok(value),
             Outcome::NoReply => Err(AskError::NoReply),

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use futures::FutureExt;
-use futures_lite::StreamExt;
 
 use crate::cell::{KILL, SIGNAL, STOP, Signal};
 use crate::executor::{Handle, current};
@@ -242,15 +241,22 @@ enum Event<M> {
     Message(M),
 }
 
+/// How many events an actor handles in one poll before it yields its worker to other tasks
+/// (and notices a kill).
+const BUDGET: u32 = 128;
+
 async fn serve<A: Actor>(
     actor: &mut A,
     ctx: &mut Context<A>,
     mailbox: flume::Receiver<A::Message>,
 ) -> ExitReason {
     let addr = ctx.addr().clone();
-    let mut messages = mailbox.into_stream();
+    let mut budget = BUDGET;
     loop {
-        let event = poll_fn(|cx| {
+        // The mailbox is read with `try_recv` only: the task's waker is registered in the cell
+        // on every poll (see `run`), and senders wake it after each send. This spares the
+        // 200-byte wait hook flume's async receiver allocates per idle actor.
+        let event = poll_fn(|_| {
             let flags = addr.cell.flags.load(Ordering::Acquire);
             if flags & STOP != 0 {
                 return Poll::Ready(Event::Stop);
@@ -260,11 +266,11 @@ async fn serve<A: Actor>(
             {
                 return Poll::Ready(Event::Signal(signal));
             }
-            match messages.poll_next(cx) {
-                Poll::Ready(Some(msg)) => Poll::Ready(Event::Message(msg)),
+            match mailbox.try_recv() {
+                Ok(msg) => Poll::Ready(Event::Message(msg)),
+                Err(flume::TryRecvError::Empty) => Poll::Pending,
                 // Cannot happen while the context holds a sender, but ending is the answer.
-                Poll::Ready(None) => Poll::Ready(Event::Stop),
-                Poll::Pending => Poll::Pending,
+                Err(flume::TryRecvError::Disconnected) => Poll::Ready(Event::Stop),
             }
         })
         .await;
@@ -275,18 +281,23 @@ async fn serve<A: Actor>(
             Event::Signal(Signal::Exit(exit)) => catch(actor.linked_exit(ctx, exit)).await,
         };
         if let Err(failure) = outcome {
-            drain(messages);
+            drain(&mailbox);
             return ExitReason::Failed(failure);
         }
+        budget -= 1;
+        if budget == 0 {
+            budget = BUDGET;
+            futures_lite::future::yield_now().await;
+        }
     }
-    drain(messages);
+    drain(&mailbox);
     ExitReason::Normal
 }
 
 /// Drops the messages left in a mailbox, so that the asks among them fail at once with
 /// `NoReply` instead of waiting for their timeouts.
-fn drain<M>(mut messages: flume::r#async::RecvStream<'_, M>) {
-    while let Some(Some(msg)) = messages.next().now_or_never() {
+fn drain<M>(mailbox: &flume::Receiver<M>) {
+    while let Ok(msg) = mailbox.try_recv() {
         drop(msg);
     }
 }
