@@ -30,16 +30,26 @@
 //! }
 //! ```
 
+#![doc(test(attr(deny(warnings))))]
+
 mod backoff;
 mod decision;
+mod error;
 mod intensity;
 mod policy;
 mod restarter;
+mod spec;
 mod strategy;
+mod supervisor;
+mod supervisor_ref;
 
 pub use backoff::{Backoff, Exponential};
 pub use decision::{Decision, ExitKind, RestartId, RestartPlan};
+pub use error::SupervisorError;
 pub use intensity::{Intensity, IntensityWindow};
 pub use policy::RestartPolicy;
 pub use restarter::{ChildKey, Restarter};
+pub use spec::{ChildSpec, DEFAULT_SHUTDOWN, Shutdown};
 pub use strategy::Strategy;
+pub use supervisor::Supervisor;
+pub use supervisor_ref::{ChildInfo, DEFAULT_CALL_TIMEOUT, SupervisorMessage, SupervisorRef};
