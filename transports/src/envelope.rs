@@ -52,16 +52,6 @@ pub(crate) const MAGIC: [u8; 4] = *b"PHLX";
 /// Bytes of envelope and frame header that a sealed frame may add to its payload, at most.
 pub(crate) const MAX_OVERHEAD: usize = SEALED_HEADER_LEN + TAG_LEN + MAX_FRAME_HEADER_LEN;
 
-const MODE_PLAINTEXT: u8 = 0;
-const MODE_XCHACHA20_POLY1305: u8 = 1;
-/// Magic, version, mode and cluster id.
-const PREFIX_LEN: usize = 14;
-/// The prefix plus key id and nonce.
-const SEALED_HEADER_LEN: usize = PREFIX_LEN + 4 + 24;
-const TAG_LEN: usize = 16;
-/// 16 bytes of node id, two varint u64 of at most 10 bytes each, one kind byte.
-const MAX_FRAME_HEADER_LEN: usize = 16 + 10 + 10 + 1;
-
 /// The frame header as postcard encodes it. Kept apart from [`FrameHeader`] so that the kind
 /// travels as a raw code and an unknown code becomes [`DecodeError::UnknownKind`].
 #[derive(Serialize, Deserialize)]
@@ -251,3 +241,13 @@ fn parse_body(mut body: Vec<u8>, cluster: ClusterId) -> Result<Frame, DecodeErro
         payload: body,
     })
 }
+
+const MODE_PLAINTEXT: u8 = 0;
+const MODE_XCHACHA20_POLY1305: u8 = 1;
+/// Magic, version, mode and cluster id.
+const PREFIX_LEN: usize = 14;
+/// The prefix plus key id and nonce.
+const SEALED_HEADER_LEN: usize = PREFIX_LEN + 4 + 24;
+const TAG_LEN: usize = 16;
+/// 16 bytes of node id, two varint u64 of at most 10 bytes each, one kind byte.
+const MAX_FRAME_HEADER_LEN: usize = 16 + 10 + 10 + 1;

@@ -260,6 +260,28 @@ fn size_limits_hold_for_sealing_and_opening() {
     assert_eq!(b.counters().oversized, 1);
 }
 
+#[test]
+fn a_smaller_configured_mtu_is_enforced_both_ways() {
+    let mut small = config(1);
+    small.max_datagram = 200;
+    let mut a = Codec::new(small.clone(), Security::Keyring(Keyring::new(key(1))));
+    let payload = vec![1; a.max_datagram_payload()];
+    assert!(a.seal_datagram(FrameKind::Gossip, &payload).unwrap().len() <= 200);
+    assert!(matches!(
+        a.seal_datagram(FrameKind::Gossip, &[0; 200]),
+        Err(EncodeError::TooLarge { max: 200, .. })
+    ));
+    let big = sealed(3, 1)
+        .seal_datagram(FrameKind::Gossip, &[0; 300])
+        .unwrap();
+    small.node = NodeId::from_u128(2);
+    let mut b = Codec::new(small, Security::Keyring(Keyring::new(key(1))));
+    assert!(matches!(
+        b.open_datagram(&big),
+        Err(DecodeError::Oversized { max: 200, .. })
+    ));
+}
+
 /// Sends `count` datagrams each way and asserts that all arrive.
 fn exchange(a: &mut Codec, b: &mut Codec, count: usize) {
     for _ in 0..count {
