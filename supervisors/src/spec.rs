@@ -103,6 +103,34 @@ impl ChildSpec {
         }
     }
 
+    /// A copy of this spec with another id, sharing the factory: the cheap way to run many
+    /// children of one kind (a pool, or dynamic children started at run time).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use phalanx_runtime::{Actor, Context, HandlerError};
+    /// # struct Worker;
+    /// # impl Actor for Worker {
+    /// #     type Message = ();
+    /// #     async fn handle(&mut self, _: &mut Context<Self>, _: ()) -> Result<(), HandlerError> {
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// use phalanx_supervisors::{ChildSpec, Strategy, Supervisor};
+    ///
+    /// let template = ChildSpec::new("worker", || Worker);
+    /// let pool = Supervisor::new(Strategy::OneForOne)
+    ///     .children((0..100).map(|i| template.with_id(format!("worker-{i}"))));
+    /// # let _ = pool;
+    /// ```
+    pub fn with_id(&self, id: impl Into<String>) -> Self {
+        Self {
+            id: id.into().into(),
+            ..self.clone()
+        }
+    }
+
     /// Sets the restart policy (default [`RestartPolicy::Permanent`]).
     pub fn restart(mut self, restart: RestartPolicy) -> Self {
         self.restart = restart;
