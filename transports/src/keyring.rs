@@ -9,12 +9,14 @@ use std::fmt;
 use chacha20poly1305::aead::rand_core::{OsRng, RngCore};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::Zeroize;
 
 use crate::frame::RandomUnavailableError;
 
 /// A 256-bit XChaCha20-Poly1305 cluster key.
 ///
-/// Its `Debug` output shows only its [`KeyId`], never the key bytes.
+/// Its `Debug` output shows only its [`KeyId`], never the key bytes, and its bytes are zeroed
+/// when it is dropped (copies made with [`Key::to_bytes`] are the caller's to wipe).
 ///
 /// # Examples
 ///
@@ -52,6 +54,12 @@ impl Key {
     /// The public fingerprint of this key, as carried in sealed frames.
     pub fn id(&self) -> KeyId {
         fingerprint(&XChaCha20Poly1305::new(&self.0.into()))
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
