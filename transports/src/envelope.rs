@@ -93,7 +93,8 @@ fn seal_unchecked(
         kind: header.kind.code(),
     };
     let mut header_buf = [0u8; MAX_FRAME_HEADER_LEN];
-    // Cannot fail: the buffer fits the largest possible encoding (see MAX_FRAME_HEADER_LEN).
+    // Cannot fail: the buffer fits the largest possible encoding (see MAX_FRAME_HEADER_LEN);
+    // should it ever, report it like the other can't-happen error rather than panic.
     let frame_header =
         postcard::to_slice(&wire, &mut header_buf).map_err(|_| EncodeError::Encrypt)?;
 

@@ -85,7 +85,8 @@ pub enum EncodeError {
     /// No random nonce could be drawn.
     #[error(transparent)]
     RandomUnavailable(#[from] RandomUnavailableError),
-    /// The cipher refused to encrypt (only possible for absurdly large messages).
+    /// The cipher or the header serializer refused; neither happens for frames within the
+    /// size limits, so this signals a bug.
     #[error("encryption failed")]
     Encrypt,
 }
