@@ -24,9 +24,10 @@
 //! In mode 1, everything before the body (magic, version, mode, cluster id, key id, nonce) is
 //! the AEAD's associated data: it travels in the clear so that the receiver can reject other
 //! versions and clusters cheaply and pick the key, yet changing any bit of it makes
-//! authentication fail. The sender's identity, sequence number and kind are inside the
-//! ciphertext, so they are both secret and authenticated. The overhead is 42 + 16 bytes of
-//! envelope plus up to 37 bytes of frame header.
+//! authentication fail. The key id tells an observer which key sealed a frame (which helps to
+//! watch a rotation), and nothing about the key itself. The sender's identity, sequence number
+//! and kind are inside the ciphertext, so they are both secret and authenticated. The overhead
+//! is 42 + 16 bytes of envelope plus up to 37 bytes of frame header.
 //!
 //! On a stream each envelope is preceded by its length as a big-endian `u32` (network order);
 //! the length is not authenticated on its own, but a changed length breaks the envelope and so
