@@ -40,6 +40,17 @@ impl World {
         self.log.lock().unwrap().clone()
     }
 
+    /// The names in the `Stopped` events, in order.
+    fn stops(&self) -> Vec<&'static str> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Stopped(name, _) => Some(name),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn spec(&self, name: &'static str) -> ChildSpec {
         let world = self.clone();
         ChildSpec::new(name, move || Probe {
@@ -81,7 +92,8 @@ enum Cmd {
     Panic(&'static str),
     Error,
     Exit,
-    Hang,
+    /// Answer, then never finish the handler.
+    Hang(Reply<()>),
     Ping(Reply<usize>),
 }
 
@@ -133,7 +145,10 @@ impl Actor for Probe {
             Cmd::Panic(message) => panic!("{message}"),
             Cmd::Error => return Err("handler error".into()),
             Cmd::Exit => ctx.stop(),
-            Cmd::Hang => std::future::pending::<()>().await,
+            Cmd::Hang(reply) => {
+                let _ = reply.send(());
+                std::future::pending::<()>().await;
+            }
             Cmd::Ping(reply) => {
                 let _ = reply.send(self.instance);
             }
@@ -212,7 +227,9 @@ fn restarted_child_receives_the_failure_in_restarting() {
         a.tell(Cmd::Panic("disk on fire")).await.unwrap();
         let a2 = restarted(&sup, "a", a.addr()).await;
         a2.tell(Cmd::Error).await.unwrap();
-        restarted(&sup, "a", a2.addr()).await;
+        let a3 = restarted(&sup, "a", a2.addr()).await;
+        // Answered after `restarting` and `started` ran.
+        a3.ask(Cmd::Ping, SAFETY).await.unwrap();
         let restarts: Vec<Event> = world
             .events()
             .into_iter()
@@ -241,11 +258,13 @@ fn one_for_all_fully_stops_old_siblings_before_starting_new_ones() {
             .children(["a", "b", "c", "d"].map(|n| world.slow_spec(n)))
             .start()
             .unwrap();
-        let old: Vec<_> = futures_join(&sup, &["a", "b", "c", "d"]).await;
+        let old: Vec<_> = started_children(&sup, &["a", "b", "c", "d"]).await;
         world.epoch.store(1, Ordering::SeqCst);
         old[1].tell(Cmd::Panic("b failed")).await.unwrap();
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-            restarted(&sup, id, old[i].addr()).await;
+            let new = restarted(&sup, id, old[i].addr()).await;
+            // Answered once its `started` hook (which checks for overlap) has run.
+            new.ask(Cmd::Ping, SAFETY).await.unwrap();
         }
         for old in &old {
             assert!(!old.is_alive());
@@ -284,11 +303,12 @@ fn rest_for_one_restarts_the_failed_child_and_later_siblings_only() {
             .children(["b", "c", "d"].map(|n| world.slow_spec(n)))
             .start()
             .unwrap();
-        let old = futures_join(&sup, &["keep", "b", "c", "d"]).await;
+        let old = started_children(&sup, &["keep", "b", "c", "d"]).await;
         world.epoch.store(1, Ordering::SeqCst);
         old[1].tell(Cmd::Panic("b failed")).await.unwrap();
         for (i, id) in ["b", "c", "d"].iter().enumerate() {
-            restarted(&sup, id, old[i + 1].addr()).await;
+            let new = restarted(&sup, id, old[i + 1].addr()).await;
+            new.ask(Cmd::Ping, SAFETY).await.unwrap();
         }
         assert_eq!(child(&sup, "keep").await, old[0]);
         assert!(old[0].is_alive());
@@ -297,10 +317,14 @@ fn rest_for_one_restarts_the_failed_child_and_later_siblings_only() {
     });
 }
 
-async fn futures_join(sup: &SupervisorRef, ids: &[&str]) -> Vec<ActorRef<Cmd>> {
+/// The children's references, each once its `started` hook has run.
+async fn started_children(sup: &SupervisorRef, ids: &[&str]) -> Vec<ActorRef<Cmd>> {
     let mut refs = Vec::new();
     for id in ids {
-        refs.push(child(sup, id).await);
+        let r = child(sup, id).await;
+        // Answered once its `started` hook has run.
+        r.ask(Cmd::Ping, SAFETY).await.unwrap();
+        refs.push(r);
     }
     refs
 }
@@ -363,7 +387,7 @@ fn exceeding_intensity_at_the_root_stops_children_in_reverse_order_and_reports_i
             .children(["a", "b", "c"].map(|n| world.spec(n)))
             .start()
             .unwrap();
-        let refs = futures_join(&sup, &["a", "b", "c"]).await;
+        let refs = started_children(&sup, &["a", "b", "c"]).await;
         refs[0].tell(Cmd::Panic("fatal")).await.unwrap();
         let error = sup.wait().await.unwrap_err();
         match &error {
@@ -383,19 +407,7 @@ fn exceeding_intensity_at_the_root_stops_children_in_reverse_order_and_reports_i
         for r in &refs {
             assert!(!r.is_alive());
         }
-        let stops: Vec<Event> = world
-            .events()
-            .into_iter()
-            .filter(|e| matches!(e, Event::Stopped(..)))
-            .collect();
-        assert_eq!(
-            stops,
-            [
-                Event::Stopped("a", 0),
-                Event::Stopped("c", 2),
-                Event::Stopped("b", 1)
-            ]
-        );
+        assert_eq!(world.stops(), ["a", "c", "b"]);
     });
 }
 
@@ -481,21 +493,9 @@ fn shutdown_stops_children_in_reverse_start_order() {
             .children(["a", "b", "c"].map(|n| world.slow_spec(n)))
             .start()
             .unwrap();
-        futures_join(&sup, &["a", "b", "c"]).await;
+        started_children(&sup, &["a", "b", "c"]).await;
         sup.shutdown().await.unwrap();
-        let stops: Vec<Event> = world
-            .events()
-            .into_iter()
-            .filter(|e| matches!(e, Event::Stopped(..)))
-            .collect();
-        assert_eq!(
-            stops,
-            [
-                Event::Stopped("c", 2),
-                Event::Stopped("b", 1),
-                Event::Stopped("a", 0)
-            ]
-        );
+        assert_eq!(world.stops(), ["c", "b", "a"]);
     });
 }
 
@@ -512,7 +512,8 @@ fn a_child_that_does_not_stop_in_time_is_killed() {
             .start()
             .unwrap();
         let stuck = child(&sup, "stuck").await;
-        stuck.tell(Cmd::Hang).await.unwrap();
+        // Once it answered, the child is inside the handler that never ends.
+        stuck.ask(Cmd::Hang, SAFETY).await.unwrap();
         sup.shutdown().await.unwrap();
         assert_eq!(stuck.wait().await, ExitReason::Killed);
     });
@@ -594,4 +595,110 @@ fn duplicate_static_ids_are_rejected() {
         .start()
         .unwrap_err();
     assert_eq!(error, SupervisorError::DuplicateChild("a".into()));
+}
+
+struct FailsAtStart(Arc<AtomicUsize>);
+
+impl Actor for FailsAtStart {
+    type Message = ();
+
+    async fn started(&mut self, _: &mut Context<Self>) -> Result<(), HandlerError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err("cannot initialise".into())
+    }
+
+    async fn handle(&mut self, _: &mut Context<Self>, _: ()) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_child_failing_in_started_is_retried_until_the_intensity_is_exceeded() {
+    run(async {
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = attempts.clone();
+        let sup = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(3, Duration::from_secs(60)))
+            .child(ChildSpec::new("bad", move || FailsAtStart(counter.clone())))
+            .start()
+            .unwrap();
+        let error = sup.wait().await.unwrap_err();
+        assert!(
+            matches!(&error, SupervisorError::IntensityExceeded { child, .. } if child == "bad"),
+            "{error:?}"
+        );
+        // The first start and 3 restarts; the 4th restart exceeded the limit.
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    });
+}
+
+#[test]
+fn a_registered_child_keeps_its_name_across_restarts() {
+    run(async {
+        let world = World::default();
+        let sup = Supervisor::new(Strategy::OneForAll)
+            .intensity(Intensity::new(5, Duration::from_secs(5)))
+            .child(world.spec("a").registered("sup-test-registered-a"))
+            .child(world.spec("b"))
+            .start()
+            .unwrap();
+        // The supervisor answers once its `started` (which starts the children) is done.
+        let b = child(&sup, "b").await;
+        let a = phalanx_runtime::registry::whereis::<Cmd>("sup-test-registered-a").unwrap();
+        b.tell(Cmd::Panic("b failed")).await.unwrap();
+        let a2 = restarted(&sup, "a", a.addr()).await;
+        let found = phalanx_runtime::registry::whereis::<Cmd>("sup-test-registered-a").unwrap();
+        assert_eq!(found, a2);
+        sup.shutdown().await.unwrap();
+        assert!(phalanx_runtime::registry::whereis::<Cmd>("sup-test-registered-a").is_none());
+    });
+}
+
+#[test]
+fn a_child_that_cannot_be_spawned_at_start_up_fails_the_supervisor() {
+    run(async {
+        let world = World::default();
+        let taken = World::default().spec("holder").registered("sup-test-taken");
+        let holder = Supervisor::new(Strategy::OneForOne)
+            .child(taken)
+            .start()
+            .unwrap();
+        child(&holder, "holder").await;
+        let sup = Supervisor::new(Strategy::OneForOne)
+            .child(world.slow_spec("first"))
+            .child(world.spec("clash").registered("sup-test-taken"))
+            .start()
+            .unwrap();
+        let error = sup.wait().await.unwrap_err();
+        assert!(
+            matches!(&error, SupervisorError::Spawn { child, .. } if child == "clash"),
+            "{error:?}"
+        );
+        // The child started before the clash was stopped.
+        assert!(world.events().contains(&Event::Stopped("first", 0)));
+        holder.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_killed_child_is_restarted_and_told_it_was_killed() {
+    run(async {
+        let world = World::default();
+        let sup = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(5, Duration::from_secs(5)))
+            .child(world.spec("a").restart(RestartPolicy::Transient))
+            .start()
+            .unwrap();
+        let a = child(&sup, "a").await;
+        a.kill();
+        let a2 = restarted(&sup, "a", a.addr()).await;
+        // Answered after `restarting` and `started` ran.
+        a2.ask(Cmd::Ping, SAFETY).await.unwrap();
+        assert!(world.events().contains(&Event::Restarting(
+            "a",
+            FailureKind::Error,
+            "killed".into()
+        )));
+        sup.shutdown().await.unwrap();
+    });
 }
