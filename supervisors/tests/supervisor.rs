@@ -702,3 +702,81 @@ fn a_killed_child_is_restarted_and_told_it_was_killed() {
         sup.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn supervisors_nest_deeply_and_escalation_climbs_every_level() {
+    run(async {
+        const DEPTH: usize = 20;
+        let world = World::default();
+        // Levels 1..DEPTH give up at the first restart; the root allows a few.
+        let mut level = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(0, Duration::from_secs(60)))
+            .child(world.spec("w"));
+        for _ in 1..DEPTH {
+            level = Supervisor::new(Strategy::OneForOne)
+                .intensity(Intensity::new(0, Duration::from_secs(60)))
+                .child(level.into_child_spec("level"));
+        }
+        let root = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(3, Duration::from_secs(60)))
+            .child(level.into_child_spec("level"))
+            .start()
+            .unwrap();
+
+        async fn bottom(root: &SupervisorRef) -> (Vec<SupervisorRef>, ActorRef<Cmd>) {
+            let mut chain = vec![root.clone()];
+            for _ in 0..DEPTH {
+                let next = loop {
+                    let parent = chain.last().unwrap();
+                    if let Some(s) = parent.child_supervisor("level").await.unwrap() {
+                        break s;
+                    }
+                    sleep(Duration::from_millis(5)).await;
+                };
+                chain.push(next);
+            }
+            let w = loop {
+                if let Some(w) = chain.last().unwrap().child::<Cmd>("w").await.unwrap() {
+                    break w;
+                }
+                sleep(Duration::from_millis(5)).await;
+            };
+            (chain, w)
+        }
+
+        let (chain, w) = bottom(&root).await;
+        w.tell(Cmd::Panic("bottom failed")).await.unwrap();
+        // Every level below the root failed in turn...
+        for level in chain.iter().skip(1) {
+            assert!(matches!(
+                level.wait().await,
+                Err(SupervisorError::IntensityExceeded { .. })
+            ));
+        }
+        // ...and the root rebuilt the whole chain.
+        let (new_chain, new_w) = bottom(&root).await;
+        assert_ne!(new_w, w);
+        assert!(new_chain.iter().all(SupervisorRef::is_alive));
+        root.shutdown().await.unwrap();
+        assert!(!new_w.is_alive());
+    });
+}
+
+#[test]
+fn a_killed_root_reports_how_it_ended() {
+    run(async {
+        let world = World::default();
+        let root = Supervisor::new(Strategy::OneForOne)
+            .child(world.spec("a"))
+            .start()
+            .unwrap();
+        let a = child(&root, "a").await;
+        root.kill();
+        assert_eq!(
+            root.wait().await,
+            Err(SupervisorError::Exited(ExitReason::Killed))
+        );
+        // The runtime killed the child with its parent.
+        assert_eq!(a.wait().await, ExitReason::Killed);
+    });
+}
