@@ -1,0 +1,16 @@
+//! Runs every book listing (the `examples/chNN_*.rs` programs) and so checks their assertions.
+
+#[path = "../examples/ch01_hello.rs"]
+mod ch01_hello;
+#[path = "../examples/ch02_actors.rs"]
+mod ch02_actors;
+
+#[test]
+fn ch01_hello() {
+    ch01_hello::main().expect("listing runs");
+}
+
+#[test]
+fn ch02_actors() {
+    ch02_actors::main().expect("listing runs");
+}
