@@ -159,8 +159,14 @@ impl SupervisorRef {
     ///
     /// As [`SupervisorRef::wait`]; `Ok(())` if the supervisor had already ended normally.
     pub async fn shutdown(&self) -> Result<(), SupervisorError> {
-        self.request_shutdown();
+        self.send_shutdown().await;
         self.wait().await
+    }
+
+    /// Queues the shutdown request, waiting for room in the mailbox if needed.
+    pub(crate) async fn send_shutdown(&self) {
+        // An ended supervisor has nothing left to shut down: `wait` reports how it ended.
+        let _ = self.actor.tell(SupervisorMessage(Request::Shutdown)).await;
     }
 
     /// Asks for an ordered shutdown (see [`SupervisorRef::shutdown`]) without waiting.

@@ -780,3 +780,50 @@ fn a_killed_root_reports_how_it_ended() {
         assert_eq!(a.wait().await, ExitReason::Killed);
     });
 }
+
+#[test]
+fn ordered_shutdown_walks_the_tree_depth_first_in_reverse_start_order() {
+    run(async {
+        let world = World::default();
+        let inner = Supervisor::new(Strategy::OneForOne)
+            .child(world.slow_spec("x"))
+            .child(world.slow_spec("y"));
+        let root = Supervisor::new(Strategy::OneForOne)
+            .child(world.slow_spec("a"))
+            .child(inner.into_child_spec("inner"))
+            .child(world.slow_spec("b"))
+            .start()
+            .unwrap();
+        let inner = root.child_supervisor("inner").await.unwrap().unwrap();
+        started_children(&inner, &["x", "y"]).await;
+        started_children(&root, &["a", "b"]).await;
+        root.shutdown().await.unwrap();
+        assert_eq!(world.stops(), ["b", "y", "x", "a"]);
+    });
+}
+
+#[test]
+fn a_nested_supervisor_that_does_not_stop_in_time_is_killed() {
+    run(async {
+        let world = World::default();
+        let inner = Supervisor::new(Strategy::OneForOne).child(world.spec("stuck"));
+        let root = Supervisor::new(Strategy::OneForOne)
+            .child(
+                inner
+                    .into_child_spec("inner")
+                    .shutdown(Shutdown::Timeout(Duration::from_millis(20))),
+            )
+            .start()
+            .unwrap();
+        let inner = root.child_supervisor("inner").await.unwrap().unwrap();
+        let stuck = child(&inner, "stuck").await;
+        stuck.ask(Cmd::Hang, SAFETY).await.unwrap();
+        // "stuck" has the default 5 s shutdown timeout, longer than its supervisor's 20 ms.
+        root.shutdown().await.unwrap();
+        assert_eq!(
+            inner.wait().await,
+            Err(SupervisorError::Exited(ExitReason::Killed))
+        );
+        assert_eq!(stuck.wait().await, ExitReason::Killed);
+    });
+}

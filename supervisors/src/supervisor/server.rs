@@ -340,19 +340,25 @@ impl Actor for Server {
 /// Stops one child with its shutdown mode and returns once it has fully ended.
 async fn stop_child(running: &Running, mode: Shutdown) {
     let addr = &running.addr;
+    let graceful = async {
+        match &running.supervisor {
+            // A nested supervisor gets the ordered shutdown of its own children.
+            Some(supervisor) => supervisor.send_shutdown().await,
+            None => addr.stop(),
+        }
+        addr.wait().await;
+    };
     match mode {
         Shutdown::Kill => addr.kill(),
-        Shutdown::Timeout(_) | Shutdown::Infinity => match &running.supervisor {
-            // A nested supervisor gets the ordered shutdown of its own children.
-            Some(supervisor) => supervisor.request_shutdown(),
-            None => addr.stop(),
-        },
-    }
-    if let Shutdown::Timeout(limit) = mode
-        && timeout(limit, addr.wait()).await.is_err()
-    {
-        tracing::warn!(child = %addr.id(), ?limit, "child did not stop in time; killing it");
-        addr.kill();
+        Shutdown::Infinity => {
+            graceful.await;
+        }
+        Shutdown::Timeout(limit) => {
+            if timeout(limit, graceful).await.is_err() {
+                tracing::warn!(child = %addr.id(), ?limit, "child did not stop in time; killing it");
+                addr.kill();
+            }
+        }
     }
     addr.wait().await;
 }
