@@ -62,6 +62,7 @@ pub struct ChildSpec {
     backoff: Backoff,
     registered: Option<Arc<str>>,
     capacity: Option<usize>,
+    worker: Option<usize>,
     starter: Arc<dyn Starter>,
 }
 
@@ -99,6 +100,7 @@ impl ChildSpec {
             backoff: Backoff::default(),
             registered: None,
             capacity: None,
+            worker: None,
             starter,
         }
     }
@@ -162,6 +164,14 @@ impl ChildSpec {
         self
     }
 
+    /// Places every instance on worker thread `index` (modulo the number of workers). By
+    /// default the runtime places a child on its supervisor's worker; spread a large pool with
+    /// `template.with_id(..).worker(i)`.
+    pub fn worker(mut self, index: usize) -> Self {
+        self.worker = Some(index);
+        self
+    }
+
     /// The child's id, unique within its supervisor.
     pub fn id(&self) -> &str {
         &self.id
@@ -196,6 +206,7 @@ impl ChildSpec {
             parent,
             name: self.registered.as_deref(),
             capacity: self.capacity,
+            worker: self.worker,
             failure,
         })
     }
@@ -226,6 +237,7 @@ pub(crate) struct StartArgs<'a> {
     pub(crate) parent: &'a Addr,
     pub(crate) name: Option<&'a str>,
     pub(crate) capacity: Option<usize>,
+    pub(crate) worker: Option<usize>,
     pub(crate) failure: Option<Failure>,
 }
 
@@ -267,6 +279,9 @@ pub(crate) fn spawn_with<A: Actor>(
     }
     if let Some(capacity) = args.capacity {
         spawn = spawn.capacity(capacity);
+    }
+    if let Some(worker) = args.worker {
+        spawn = spawn.worker(worker);
     }
     if let Some(failure) = &args.failure {
         spawn = spawn.restart_of(failure.clone());

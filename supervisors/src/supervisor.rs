@@ -30,7 +30,9 @@ use server::Server;
 /// * A backoff delay is a timer message to the supervisor itself: while a child waits, the
 ///   supervisor goes on handling its other children and requests.
 /// * The restarted child's [`Actor::restarting`](phalanx_runtime::Actor::restarting) receives
-///   the previous instance's failure (a kill is reported as an error failure "killed").
+///   the previous instance's failure (a kill is reported as an error failure "killed"). A
+///   permanent child restarted after a normal exit, and siblings restarted with it, are new
+///   instances without `restarting`: they did not fail.
 /// * Escalation: when the [`Intensity`] is exceeded, the supervisor stops all running children
 ///   in reverse start order and fails with [`SupervisorError::IntensityExceeded`]; its parent
 ///   supervisor then applies its own strategy to it. The root's failure is returned by

@@ -32,7 +32,7 @@ fn supervisor(strategy: Strategy) -> Supervisor {
     let template = ChildSpec::new("quiet", || Quiet).capacity(4);
     Supervisor::new(strategy)
         .intensity(Intensity::new(10, Duration::from_secs(60)))
-        .children((0..children()).map(|i| template.with_id(format!("q{i}"))))
+        .children((0..children()).map(|i| template.with_id(format!("q{i}")).worker(i)))
 }
 
 async fn ids(sup: &SupervisorRef) -> Vec<Option<ActorId>> {
