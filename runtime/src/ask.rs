@@ -9,25 +9,47 @@
 
 use std::fmt;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Serialize};
 use slab::Slab;
 
-use crate::executor::{Inner, current_worker, lock};
+use crate::executor::{Inner as Runtime, current_worker, lock};
+use crate::remote::{PendingReply, ReplySink};
 
 /// The handle an actor answers an ask through.
 ///
 /// Put it in the request message; the actor calls [`Reply::send`]. If it is dropped unanswered
 /// (also when the actor ends with it in its mailbox), the asker gets
 /// [`AskError::NoReply`](crate::AskError::NoReply) at once instead of waiting for its timeout.
+///
+/// A `Reply` crosses nodes inside a remote message: it serializes to an id that the remoting
+/// layer maps back to the waiting asker (see [`remote`](crate::remote)).
 pub struct Reply<R> {
-    slot: Arc<Slot<R>>,
+    inner: Inner<R>,
 }
 
-struct Slot<R> {
+enum Inner<R> {
+    /// The asker is on this node.
+    Local {
+        slot: Arc<Slot<R>>,
+        /// Set when the reply was serialized into a remote message: the answer will come
+        /// through the remoting layer, so dropping this handle must not end the ask.
+        exported: AtomicBool,
+    },
+    /// The asker is on another node: the answer is encoded and handed to the remoting layer.
+    Remote {
+        sink: Option<Box<dyn ReplySink>>,
+        encode: fn(&R) -> Result<Vec<u8>, postcard::Error>,
+    },
+}
+
+pub(crate) struct Slot<R> {
     state: Mutex<SlotState<R>>,
 }
 
@@ -70,14 +92,156 @@ impl<R> Reply<R> {
     ///
     /// # Errors
     ///
-    /// Gives the value back if the asker is no longer waiting (it timed out or went away).
-    pub fn send(self, value: R) -> Result<(), R> {
-        let mut state = lock(&self.slot.state);
-        match &mut *state {
+    /// Gives the value back if the asker is no longer waiting (it timed out or went away), or,
+    /// for an asker on another node, if the value could not be encoded.
+    pub fn send(mut self, value: R) -> Result<(), R> {
+        match &mut self.inner {
+            Inner::Local { slot, exported } => {
+                if exported.load(Ordering::Relaxed) {
+                    return Err(value);
+                }
+                slot.fill(value, SlotState::Answered)
+            }
+            Inner::Remote { sink, encode } => {
+                let Some(sink) = sink.take() else {
+                    return Err(value);
+                };
+                match encode(&value) {
+                    Ok(bytes) => {
+                        sink.answer(bytes);
+                        Ok(())
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot encode an answer for a remote asker");
+                        sink.unanswered();
+                        Err(value)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the asker has stopped waiting (timed out or went away). Always false for an
+    /// asker on another node, which this node cannot see.
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::Local { slot, exported } => {
+                exported.load(Ordering::Relaxed)
+                    || !matches!(*lock(&slot.state), SlotState::Waiting(_))
+            }
+            Inner::Remote { sink, .. } => sink.is_none(),
+        }
+    }
+
+    /// A reply handle that answers an asker on another node through `sink`.
+    fn remote(sink: Box<dyn ReplySink>) -> Self
+    where
+        R: Serialize,
+    {
+        Self {
+            inner: Inner::Remote {
+                sink: Some(sink),
+                encode: |value| postcard::to_allocvec(value),
+            },
+        }
+    }
+}
+
+impl<R> Drop for Reply<R> {
+    fn drop(&mut self) {
+        match &mut self.inner {
+            Inner::Local { slot, exported } => {
+                if !exported.load(Ordering::Relaxed) {
+                    let _ = slot.fill((), |()| SlotState::Dropped);
+                }
+            }
+            Inner::Remote { sink, .. } => {
+                if let Some(sink) = sink.take() {
+                    sink.unanswered();
+                }
+            }
+        }
+    }
+}
+
+impl<R> fmt::Debug for Reply<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remote = matches!(self.inner, Inner::Remote { .. });
+        f.debug_struct("Reply")
+            .field("remote", &remote)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<R> Serialize for Reply<R>
+where
+    R: DeserializeOwned + Send + 'static,
+{
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.inner {
+            Inner::Local { slot, exported } => {
+                let pending = Box::new(AwaitedAnswer { slot: slot.clone() });
+                let id = crate::remote::export(pending).ok_or_else(|| {
+                    S::Error::custom("a Reply is serialized only by the remoting layer")
+                })?;
+                exported.store(true, Ordering::Relaxed);
+                serializer.serialize_u64(id)
+            }
+            Inner::Remote { .. } => Err(S::Error::custom(
+                "a Reply from another node cannot be forwarded",
+            )),
+        }
+    }
+}
+
+impl<'de, R> Deserialize<'de> for Reply<R>
+where
+    R: Serialize + Send + 'static,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = u64::deserialize(deserializer)?;
+        let sink = crate::remote::import(id).ok_or_else(|| {
+            D::Error::custom("a Reply is deserialized only by the remoting layer")
+        })?;
+        Ok(Self::remote(sink))
+    }
+}
+
+/// The local end of an ask whose request went to another node.
+struct AwaitedAnswer<R> {
+    slot: Arc<Slot<R>>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> PendingReply for AwaitedAnswer<R> {
+    fn complete(self: Box<Self>, bytes: &[u8]) -> Result<(), postcard::Error> {
+        match postcard::from_bytes::<R>(bytes) {
+            Ok(value) => {
+                let _ = self.slot.fill(value, SlotState::Answered);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = self.slot.fill((), |()| SlotState::Dropped);
+                Err(error)
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>) {
+        let _ = self.slot.fill((), |()| SlotState::Dropped);
+    }
+}
+
+impl<R> Slot<R> {
+    /// Moves a waiting slot to the state `value` makes and wakes the asker; hands `value` back
+    /// if the slot was no longer waiting.
+    fn fill<T>(&self, value: T, state: impl FnOnce(T) -> SlotState<R>) -> Result<(), T> {
+        let mut current = lock(&self.state);
+        match &mut *current {
             SlotState::Waiting(waker) => {
                 let waker = waker.take();
-                *state = SlotState::Answered(value);
-                drop(state);
+                *current = state(value);
+                drop(current);
                 if let Some(waker) = waker {
                     waker.wake();
                 }
@@ -86,58 +250,28 @@ impl<R> Reply<R> {
             _ => Err(value),
         }
     }
-
-    /// Whether the asker has stopped waiting (timed out or went away).
-    pub fn is_closed(&self) -> bool {
-        !matches!(*lock(&self.slot.state), SlotState::Waiting(_))
-    }
-}
-
-impl<R> Drop for Reply<R> {
-    fn drop(&mut self) {
-        let mut state = lock(&self.slot.state);
-        if let SlotState::Waiting(waker) = &mut *state {
-            let waker = waker.take();
-            *state = SlotState::Dropped;
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-}
-
-impl<R> fmt::Debug for Reply<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reply")
-            .field("closed", &self.is_closed())
-            .finish()
-    }
 }
 
 impl<R: Send> Expire for Slot<R> {
     fn expire(&self) {
-        let mut state = lock(&self.state);
-        if let SlotState::Waiting(waker) = &mut *state {
-            let waker = waker.take();
-            *state = SlotState::TimedOut;
-            drop(state);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
+        let _ = self.fill((), |()| SlotState::TimedOut);
     }
 }
 
 /// Creates a reply handle and the future of its outcome, which ends at `deadline` at the
 /// latest.
 pub(crate) fn reply_pair<R: Send + 'static>(
-    runtime: &Inner,
+    runtime: &Runtime,
 ) -> (Reply<R>, impl FnOnce(Instant) -> AskWait<R> + use<R>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(SlotState::Waiting(None)),
     });
-    let reply = Reply { slot: slot.clone() };
+    let reply = Reply {
+        inner: Inner::Local {
+            slot: slot.clone(),
+            exported: AtomicBool::new(false),
+        },
+    };
     let timers = runtime.asks.clone();
     let shard = current_worker(runtime).unwrap_or(timers.slabs.len() - 1);
     let wait = move |deadline| AskWait {

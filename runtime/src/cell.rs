@@ -15,6 +15,7 @@ use std::task::{Poll, Waker};
 use futures::task::AtomicWaker;
 
 use crate::executor::{Inner, lock};
+use crate::remote::RemoteControl;
 use crate::{Down, Exit, ExitReason, Failure, MonitorRef};
 
 /// The identity of an actor, unique within the process for its whole life.
@@ -35,6 +36,8 @@ pub struct Addr {
 pub(crate) const KILL: u8 = 1;
 pub(crate) const STOP: u8 = 2;
 pub(crate) const SIGNAL: u8 = 4;
+/// Set once, at creation, on the proxy of a remote actor.
+const REMOTE: u8 = 8;
 
 pub(crate) struct Cell {
     id: ActorId,
@@ -67,6 +70,8 @@ struct Relations {
     children: BTreeMap<ActorId, Addr>,
     parent: Option<Weak<Cell>>,
     waiters: Vec<Waker>,
+    /// Where `stop` and `kill` go for the proxy of a remote actor.
+    control: Option<Arc<dyn RemoteControl>>,
 }
 
 /// A system notice queued for the actor, handled before its user messages.
@@ -111,6 +116,21 @@ impl Addr {
         }
     }
 
+    pub(crate) fn new_proxy(control: Arc<dyn RemoteControl>, name: Option<Box<str>>) -> Self {
+        let addr = Self::new(Weak::new(), name);
+        lock(&addr.cell.state).relations().control = Some(control);
+        addr.cell.flags.store(REMOTE, Ordering::Release);
+        addr
+    }
+
+    /// The control of a remote actor's proxy.
+    fn control(&self) -> Option<Arc<dyn RemoteControl>> {
+        if self.cell.flags.load(Ordering::Acquire) & REMOTE == 0 {
+            return None;
+        }
+        lock(&self.cell.state).relations.as_ref()?.control.clone()
+    }
+
     /// The actor's id.
     pub fn id(&self) -> ActorId {
         self.cell.id
@@ -131,7 +151,10 @@ impl Addr {
     ///
     /// Returns at once; [`wait`](Addr::wait) for the end. Stopping an ended actor does nothing.
     pub fn stop(&self) {
-        self.cell.raise(STOP);
+        match self.control() {
+            Some(control) => control.stop(),
+            None => self.cell.raise(STOP),
+        }
     }
 
     /// Kills the actor at once: the running handler is abandoned at its next suspension point,
@@ -139,7 +162,10 @@ impl Addr {
     ///
     /// A handler that blocks its thread without awaiting cannot be interrupted.
     pub fn kill(&self) {
-        self.cell.raise(KILL);
+        match self.control() {
+            Some(control) => control.kill(),
+            None => self.cell.raise(KILL),
+        }
     }
 
     /// Waits until the actor has ended, and returns why.
@@ -292,6 +318,9 @@ impl Addr {
     /// own task, after its mailbox is closed and its children have ended.
     pub(crate) fn terminate(&self, reason: &ExitReason) {
         let mut state = lock(&self.cell.state);
+        if state.exit.is_some() {
+            return;
+        }
         state.exit = Some(reason.clone());
         let name = state.name.take();
         let relations = state.relations.take();

@@ -50,6 +50,7 @@ mod error;
 mod executor;
 mod exit;
 pub mod registry;
+pub mod remote;
 mod spawn;
 mod timer;
 
