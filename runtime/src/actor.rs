@@ -107,6 +107,20 @@ pub trait Actor: Send + Sized + 'static {
         async {}
     }
 
+    /// Runs once when the actor begins to end (it was asked to stop, or it failed), before the
+    /// runtime stops its remaining children, unless the actor was killed.
+    ///
+    /// A supervisor stops its children here, in its own order and with per-child timeouts;
+    /// the runtime then stops whatever children are left, newest first.
+    fn stopping(
+        &mut self,
+        ctx: &mut Context<Self>,
+        reason: &ExitReason,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, reason);
+        async {}
+    }
+
     /// Runs once at the end, after the children have ended, unless the actor was killed.
     fn stopped(
         &mut self,

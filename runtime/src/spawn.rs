@@ -218,6 +218,9 @@ async fn live<A: Actor>(
         Ok(()) => serve(&mut actor, &mut ctx, mailbox).await,
         Err(failure) => ExitReason::Failed(failure),
     };
+    if let Err(failure) = catch_hook(actor.stopping(&mut ctx, &reason)).await {
+        tracing::warn!(actor = %ctx.id(), %failure, "stopping hook failed");
+    }
     if reason == ExitReason::Normal {
         for child in ctx.addr().children().iter().rev() {
             child.stop();

@@ -486,6 +486,27 @@ fn escalation_through_two_levels_reaches_the_root() {
 }
 
 #[test]
+fn a_plain_stop_still_stops_children_in_reverse_start_order_after_a_restart() {
+    run(async {
+        let world = World::default();
+        let sup = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(5, Duration::from_secs(5)))
+            .children(["a", "b", "c"].map(|n| world.slow_spec(n)))
+            .start()
+            .unwrap();
+        let children = started_children(&sup, &["a", "b", "c"]).await;
+        // Restart "a": its new instance has the newest actor id, but must still stop last.
+        children[0].tell(Cmd::Panic("first")).await.unwrap();
+        restarted(&sup, "a", children[0].addr()).await;
+        world.log.lock().unwrap().clear();
+        // Not SupervisorRef::shutdown: the runtime's own stop, as Runtime::shutdown does.
+        sup.addr().stop();
+        sup.addr().wait().await;
+        assert_eq!(world.stops(), ["c", "b", "a"]);
+    });
+}
+
+#[test]
 fn shutdown_stops_children_in_reverse_start_order() {
     run(async {
         let world = World::default();

@@ -315,6 +315,12 @@ impl Actor for Server {
         Ok(())
     }
 
+    /// However the supervisor ends (short of a kill), its children are stopped in reverse
+    /// start order with their own shutdown modes before the runtime would stop them by age.
+    async fn stopping(&mut self, _: &mut Context<Self>, _: &ExitReason) {
+        self.stop_all().await;
+    }
+
     async fn down(&mut self, ctx: &mut Context<Self>, down: Down) -> Result<(), HandlerError> {
         let Some(key) = self.by_actor.remove(&down.id) else {
             return Ok(());
