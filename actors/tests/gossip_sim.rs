@@ -257,3 +257,19 @@ fn user_events_reach_everyone_once() {
         }
     });
 }
+
+#[test]
+fn pure_swim_without_gossip_rounds_detects_crashes() {
+    for_each_seed(2, |seed| {
+        let mut config = config();
+        config.gossip_interval = None;
+        let mut cluster = Cluster::new(10, seed, config, faults(0.05));
+        cluster.join_all_via_first();
+        let joined = cluster.run_until(Duration::from_secs(120), |c| c.converged_on(&all(10)));
+        assert!(joined.is_some(), "no convergence");
+        cluster.crash(0);
+        let live: BTreeSet<u32> = (1..10).collect();
+        let took = cluster.run_until(Duration::from_secs(120), |c| c.converged_on(&live));
+        assert!(took.is_some(), "crash not detected");
+    });
+}

@@ -64,6 +64,11 @@ pub enum Timer {
         /// The incarnation suspected.
         incarnation: u64,
     },
+    /// Time for a gossip round.
+    Gossip {
+        /// Invalidates ticks of an earlier run (after a leave).
+        epoch: u64,
+    },
     /// Time for a periodic push-pull.
     PushPull {
         /// Invalidates ticks of an earlier run (after a leave).

@@ -30,6 +30,16 @@ pub struct Config {
     pub max_datagram: usize,
     /// How many members a leaving node tells directly.
     pub leave_fanout: usize,
+    /// Time between two gossip rounds (memberlist's gossip interval): while updates wait
+    /// to be disseminated, each round sends them to [`gossip_fanout`](Self::gossip_fanout)
+    /// random members, on top of piggybacking them on probes. `None` disables it (pure
+    /// SWIM: piggybacking only).
+    pub gossip_interval: Option<Duration>,
+    /// How many members each gossip round sends to.
+    pub gossip_fanout: usize,
+    /// How long after declaring a member dead gossip rounds still include it, so that a
+    /// member declared dead by mistake hears of it quickly and refutes.
+    pub gossip_to_the_dead: Duration,
 }
 
 impl Default for Config {
@@ -45,6 +55,9 @@ impl Default for Config {
             push_pull_interval: Duration::from_secs(30),
             max_datagram: 1400,
             leave_fanout: 5,
+            gossip_interval: Some(Duration::from_millis(200)),
+            gossip_fanout: 3,
+            gossip_to_the_dead: Duration::from_secs(30),
         }
     }
 }

@@ -13,8 +13,8 @@ use super::broadcast::{Broadcasts, retransmit_limit};
 use super::config::Config;
 use super::member::Member;
 use super::message::{
-    Body, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MemberState, Message, PushPullKind, Update, UserEvent,
-    encoded_len,
+    Body, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MemberState, Message, PushPullKind,
+    Update, UserEvent, encoded_len,
 };
 use super::suspicion::{Health, Suspicion};
 use super::{MemberId, NodeId};
@@ -76,6 +76,9 @@ pub struct Membership<A> {
     seen_events: BTreeSet<(NodeId, u64)>,
     /// Insertion order of `seen_events`, to forget the oldest past the cap.
     seen_order: VecDeque<(NodeId, u64)>,
+    /// The latest events, sent along with every push-pull so that a member that missed one
+    /// while it was piggybacked still gets it (anti-entropy for events).
+    recent_events: VecDeque<UserEvent>,
     next_event_seq: u64,
     health: Health,
     rng: fastrand::Rng,
@@ -130,6 +133,7 @@ impl<A: Address> Membership<A> {
             seeds: Vec::new(),
             seen_events: BTreeSet::new(),
             seen_order: VecDeque::new(),
+            recent_events: VecDeque::new(),
             next_event_seq: 0,
             health,
             rng: fastrand::Rng::with_seed(seed),
@@ -190,6 +194,10 @@ impl<A: Address> Membership<A> {
         self.schedule(Timer::Probe { epoch: self.epoch }, phase);
         let phase = self.random_fraction(self.config.push_pull_interval);
         self.schedule(Timer::PushPull { epoch: self.epoch }, phase);
+        if let Some(interval) = self.config.gossip_interval {
+            let phase = self.random_fraction(interval);
+            self.schedule(Timer::Gossip { epoch: self.epoch }, phase);
+        }
     }
 
     /// Joins the cluster through `seeds`: a push-pull state sync with each. Seeds are
@@ -261,7 +269,7 @@ impl<A: Address> Membership<A> {
             payload: payload.to_vec(),
         };
         self.next_event_seq += 1;
-        self.remember_event(event.origin, event.seq);
+        self.remember_event(&event);
         self.broadcasts.push_event(event);
         Ok(())
     }
@@ -279,8 +287,17 @@ impl<A: Address> Membership<A> {
         }
         let sender = message.sender;
         let is_push_pull = matches!(message.body, Body::PushPull { .. });
+        let mut corrections = Vec::new();
         for update in message.updates {
+            if let Some(fresher) = self.fresher_than(&update) {
+                corrections.push(fresher);
+            }
             self.apply_update(update, now, false);
+        }
+        if !corrections.is_empty() {
+            // The sender spreads stale news (it missed a refutation while it was being
+            // disseminated): answer it directly, or it may declare a live member dead.
+            self.send_with(from.clone(), Some(sender), Body::Gossip, corrections);
         }
         for event in message.events {
             self.apply_event(event);
@@ -337,8 +354,9 @@ impl<A: Address> Membership<A> {
             Timer::Suspicion { node, incarnation } => {
                 self.suspicion_expired(node, incarnation, now)
             }
+            Timer::Gossip { epoch } if epoch == self.epoch => self.gossip_tick(now),
             Timer::PushPull { epoch } if epoch == self.epoch => self.push_pull_tick(),
-            Timer::Probe { .. } | Timer::PushPull { .. } => {}
+            Timer::Probe { .. } | Timer::Gossip { .. } | Timer::PushPull { .. } => {}
         }
     }
 
@@ -427,6 +445,32 @@ impl<A: Address> Membership<A> {
         self.schedule(Timer::RelayTimeout { seq: local }, timeout);
     }
 
+    fn gossip_tick(&mut self, now: Instant) {
+        let Some(interval) = self.config.gossip_interval else {
+            return;
+        };
+        self.schedule(Timer::Gossip { epoch: self.epoch }, interval);
+        if self.broadcasts.len() == 0 {
+            return;
+        }
+        let recently_dead = self.config.gossip_to_the_dead;
+        let mut targets: Vec<(NodeId, A)> = self
+            .members
+            .values()
+            .filter(|m| {
+                m.is_live()
+                    || (m.state == MemberState::Dead
+                        && now.saturating_duration_since(m.since) < recently_dead)
+            })
+            .map(|m| (m.node, m.addr.clone()))
+            .collect();
+        self.rng.shuffle(&mut targets);
+        targets.truncate(self.config.gossip_fanout);
+        for (node, addr) in targets {
+            self.send(addr, Some(node), Body::Gossip);
+        }
+    }
+
     fn push_pull_tick(&mut self) {
         self.schedule(
             Timer::PushPull { epoch: self.epoch },
@@ -465,11 +509,16 @@ impl<A: Address> Membership<A> {
     /// suspected or dead in our view, that news goes first (Lifeguard's buddy system: a
     /// suspected node hears of it from its prober and can refute at once).
     fn send(&mut self, to: A, to_node: Option<NodeId>, body: Body<A>) {
-        let mut updates = Vec::new();
+        self.send_with(to, to_node, body, Vec::new());
+    }
+
+    /// Like [`send`](Self::send), with `first` ahead of all piggybacked updates.
+    fn send_with(&mut self, to: A, to_node: Option<NodeId>, body: Body<A>, first: Vec<Update<A>>) {
+        let mut updates = first;
         let mut budget = self
             .config
             .max_datagram
-            .saturating_sub(encoded_len(&body) + 16);
+            .saturating_sub(encoded_len(&body) + encoded_len(&updates) + 16);
         let targeted = to_node
             .and_then(|node| self.members.get(&node))
             .filter(|m| matches!(m.state, MemberState::Suspect | MemberState::Dead));
@@ -498,27 +547,44 @@ impl<A: Address> Membership<A> {
             sender: self.me,
             body: Body::PushPull { kind, members },
             updates: Vec::new(),
-            events: Vec::new(),
+            events: self.recent_events.iter().cloned().collect(),
         };
         self.actions.push_back(Action::SendStream { to, message });
+    }
+
+    /// Our record about `update`'s member, if it has a strictly higher incarnation.
+    fn fresher_than(&self, update: &Update<A>) -> Option<Update<A>> {
+        if update.node == self.me {
+            return (update.incarnation < self.incarnation && update.state != MemberState::Alive)
+                .then(|| self.self_update(MemberState::Alive));
+        }
+        self.members
+            .get(&update.node)
+            .filter(|member| member.incarnation > update.incarnation)
+            .map(|member| member.to_update(self.me))
     }
 
     fn apply_event(&mut self, event: UserEvent) {
         if self.seen_events.contains(&(event.origin, event.seq)) || event.origin == self.me {
             return;
         }
-        self.remember_event(event.origin, event.seq);
+        self.remember_event(&event);
         self.broadcasts.push_event(event.clone());
         self.notify(Notification::Event(event));
     }
 
-    fn remember_event(&mut self, origin: NodeId, seq: u64) {
-        self.seen_events.insert((origin, seq));
-        self.seen_order.push_back((origin, seq));
+    fn remember_event(&mut self, event: &UserEvent) {
+        let key = (event.origin, event.seq);
+        self.seen_events.insert(key);
+        self.seen_order.push_back(key);
         if self.seen_order.len() > SEEN_EVENTS_CAP
             && let Some(oldest) = self.seen_order.pop_front()
         {
             self.seen_events.remove(&oldest);
+        }
+        self.recent_events.push_back(event.clone());
+        if self.recent_events.len() > MAX_EVENTS {
+            self.recent_events.pop_front();
         }
     }
 

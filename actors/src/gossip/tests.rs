@@ -421,4 +421,55 @@ fn events_are_checked_deduplicated_and_piggybacked() {
             .iter()
             .any(|(_, msg)| msg.events.contains(&event))
     );
+    // Push-pull carries recent events too, for members that missed the piggybacking.
+    m.handle_timer(Timer::PushPull { epoch: 0 }, now);
+    let carried = drain(&mut m).iter().any(
+        |a| matches!(a, Action::SendStream { message, .. } if message.events.contains(&event)),
+    );
+    assert!(carried);
+}
+
+#[test]
+fn stale_news_is_corrected_at_its_sender() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3], now);
+    m.handle_datagram(3, message(3, Body::Gossip, vec![alive(3, 4)]), now);
+    drain(&mut m);
+    let stale = Update {
+        state: MemberState::Suspect,
+        origin: NodeId(2),
+        ..alive(3, 1)
+    };
+    m.handle_datagram(2, message(2, Body::Gossip, vec![stale]), now);
+    let actions = drain(&mut m);
+    let reply = sends(&actions);
+    assert_eq!(reply.len(), 1);
+    assert_eq!(reply[0].0, 2);
+    assert_eq!(
+        reply[0].1.updates[0],
+        Update {
+            origin: NodeId(1),
+            ..alive(3, 4)
+        }
+    );
+    assert_eq!(m.member_state(NodeId(3)), Some((MemberState::Alive, 4)));
+}
+
+#[test]
+fn gossip_rounds_spread_pending_updates_to_the_fanout() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3, 4, 5, 6], now);
+    m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    let gossip = sends(&drain(&mut m))
+        .into_iter()
+        .filter(|(_, msg)| msg.body == Body::Gossip)
+        .count();
+    assert_eq!(gossip, 3, "the join's updates are pending");
+    // Once every update has been sent its quota of times, rounds go quiet.
+    for _ in 0..20 {
+        m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    }
+    drain(&mut m);
+    m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    assert!(sends(&drain(&mut m)).is_empty());
 }

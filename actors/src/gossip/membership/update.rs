@@ -29,8 +29,10 @@ impl<A: Address> Membership<A> {
             MemberState::Dead if push_pull => {
                 self.suspect(update.node, update.incarnation, update.origin, now);
             }
-            MemberState::Dead => self.down(update.node, update.incarnation, DownReason::Failed),
-            MemberState::Left => self.down(update.node, update.incarnation, DownReason::Left),
+            MemberState::Dead => {
+                self.down(update.node, update.incarnation, DownReason::Failed, now)
+            }
+            MemberState::Left => self.down(update.node, update.incarnation, DownReason::Left, now),
         }
     }
 
@@ -158,7 +160,7 @@ impl<A: Address> Membership<A> {
     }
 
     /// Declares `node` dead or left at `incarnation`.
-    fn down(&mut self, node: NodeId, incarnation: u64, reason: DownReason) {
+    fn down(&mut self, node: NodeId, incarnation: u64, reason: DownReason, now: Instant) {
         let me = self.me;
         let Some(member) = self.members.get_mut(&node) else {
             return;
@@ -180,6 +182,7 @@ impl<A: Address> Membership<A> {
         }
         member.incarnation = incarnation;
         member.state = state;
+        member.since = now;
         let id = member.id();
         let update = member.to_update(me);
         self.suspicions.remove(&node);
@@ -203,7 +206,7 @@ impl<A: Address> Membership<A> {
             .get(&node)
             .is_some_and(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
         if still_suspect && now >= suspicion.deadline() {
-            self.down(node, incarnation, DownReason::Failed);
+            self.down(node, incarnation, DownReason::Failed, now);
         }
     }
 
