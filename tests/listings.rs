@@ -4,6 +4,8 @@
 mod ch01_hello;
 #[path = "../examples/ch02_actors.rs"]
 mod ch02_actors;
+#[path = "../examples/ch03_supervision.rs"]
+mod ch03_supervision;
 
 #[test]
 fn ch01_hello() {
@@ -13,4 +15,9 @@ fn ch01_hello() {
 #[test]
 fn ch02_actors() {
     ch02_actors::main().expect("listing runs");
+}
+
+#[test]
+fn ch03_supervision() {
+    ch03_supervision::main().expect("listing runs");
 }

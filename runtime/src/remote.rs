@@ -48,7 +48,7 @@ pub trait RemoteControl: Send + Sync + 'static {
 
 /// Ships the answer to a remote asker, for a [`Reply`](crate::Reply) that came from another
 /// node.
-pub trait ReplySink: Send + 'static {
+pub trait ReplySink: Send + Sync + 'static {
     /// Sends the encoded answer back.
     fn answer(self: Box<Self>, bytes: Vec<u8>);
     /// Tells the asker that no answer will come.

@@ -161,3 +161,13 @@ fn many_concurrent_asks_all_answered() {
         assert_eq!(actor.wait().await, ExitReason::Normal);
     });
 }
+
+/// Errors that carry a message with a `Reply` inside still convert into the boxed error that
+/// handlers return, so `?` works on them.
+#[test]
+fn errors_carrying_replies_are_send_and_sync() {
+    fn boxable<E: std::error::Error + Send + Sync + 'static>() {}
+    boxable::<AskError<phalanx_runtime::Reply<u64>>>();
+    boxable::<SendError<Cmd>>();
+    boxable::<TrySendError<Cmd>>();
+}
