@@ -191,23 +191,57 @@ impl Codec {
         kind: FrameKind,
         payload: &[u8],
     ) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::new();
+        self.seal_stream_frame_into(kind, payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`seal_stream_frame`](Self::seal_stream_frame), but appends the frame (length
+    /// prefix included) to `out`, so that several frames can share one buffer and one write.
+    /// On error `out` is left as it was.
+    ///
+    /// # Errors
+    ///
+    /// As [`seal_stream_frame`](Self::seal_stream_frame).
+    pub fn seal_stream_frame_into(
+        &mut self,
+        kind: FrameKind,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         self.stream_sequence += 1;
         let header = self.header(kind, self.stream_sequence);
-        let mut out = vec![0; 4];
-        envelope::seal(
-            &mut out,
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        if let Err(error) = envelope::seal(
+            out,
             &self.security,
             &header,
             payload,
             self.config.stream_frame_limit(),
-        )?;
+        ) {
+            out.truncate(start);
+            return Err(error);
+        }
         // Fits: the envelope is at most stream_frame_limit() <= u32::MAX bytes.
-        let len = u32::try_from(out.len() - 4).map_err(|_| EncodeError::TooLarge {
-            len: out.len() - 4,
-            max: self.config.stream_frame_limit(),
-        })?;
-        out[..4].copy_from_slice(&len.to_be_bytes());
-        Ok(out)
+        let envelope_len = out.len() - start - 4;
+        let Ok(len) = u32::try_from(envelope_len) else {
+            out.truncate(start);
+            return Err(EncodeError::TooLarge {
+                len: envelope_len,
+                max: self.config.stream_frame_limit(),
+            });
+        };
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
+    }
+
+    /// The largest payload whose stream frame stays within
+    /// [`CodecConfig::max_stream_frame`], whatever the frame header's size.
+    pub fn max_stream_payload(&self) -> usize {
+        self.config
+            .stream_frame_limit()
+            .saturating_sub(envelope::MAX_OVERHEAD)
     }
 
     /// The largest payload that [`Codec::seal_datagram`] always accepts.

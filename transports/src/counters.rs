@@ -58,6 +58,23 @@ impl DropCounters {
     }
 
     /// Counts one drop and emits its `tracing` event; `what` says where the input came from.
+    /// Adds every counter of `other` to this one's.
+    pub(crate) fn merge(&mut self, other: &DropCounters) {
+        let pairs = [
+            (&mut self.garbled, other.garbled),
+            (&mut self.truncated, other.truncated),
+            (&mut self.oversized, other.oversized),
+            (&mut self.unauthenticated, other.unauthenticated),
+            (&mut self.wrong_cluster, other.wrong_cluster),
+            (&mut self.replayed, other.replayed),
+            (&mut self.unknown_version, other.unknown_version),
+            (&mut self.unknown_kind, other.unknown_kind),
+        ];
+        for (mine, theirs) in pairs {
+            *mine = mine.wrapping_add(theirs);
+        }
+    }
+
     pub(crate) fn record(&mut self, error: &DecodeError, what: &'static str, len: usize) {
         let (counter, reason) = match error {
             DecodeError::Garbled { .. } => (&mut self.garbled, "garbled"),

@@ -4,9 +4,10 @@
 //! ([`Frame`], [`FrameHeader`], [`FrameKind`]), its sealing with a rotating [`Keyring`]
 //! (XChaCha20-Poly1305), replay protection, and the accounting of every input it drops
 //! ([`DropCounters`]). All of it is sans-IO: a [`Codec`] never touches a socket, never reads a
-//! clock and never spawns; transports feed it bytes and send the bytes it returns. It also holds
-//! an in-memory simulated network for deterministic tests. Real UDP/TCP transports are not
-//! here yet.
+//! clock and never spawns; transports feed it bytes and send the bytes it returns. Around it:
+//! real UDP/TCP on async-net ([`NetTransport`]), the connection layer ([`Endpoint`]: one
+//! sealed, batched, reconnecting stream per peer and direction, with a challenge-response
+//! handshake), and an in-memory simulated network for deterministic tests.
 //!
 //! # Examples
 //!
@@ -38,31 +39,45 @@
 //! - `replay`: the per-sender sliding replay window.
 //! - `counters`, `error`: [`DropCounters`], [`DecodeError`], [`EncodeError`].
 //! - `transport`: the [`Transport`] trait (datagrams and [`ByteStream`]s), [`TransportError`].
+//! - `net`: [`NetTransport`], UDP and TCP on async-net.
+//! - `endpoint`: [`Endpoint`], the connection layer (handshake, batching outbox, reconnection
+//!   with [`Backoff`], peer up/down), shared keys in [`SharedKeyring`].
 //! - `sim`: the simulated network.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod backoff;
 mod codec;
 mod counters;
+mod endpoint;
 mod envelope;
 mod error;
 mod frame;
 mod keyring;
+mod net;
 mod replay;
+mod shared_keyring;
 mod stream;
 mod transport;
 
+pub use backoff::Backoff;
 pub use codec::{
     Codec, CodecConfig, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_STREAM_FRAME, DEFAULT_REPLAY_SENDERS,
     Security,
 };
 pub use counters::DropCounters;
+pub use endpoint::{
+    ConnectError, DEFAULT_BATCH_BYTES, Delivery, Endpoint, EndpointConfig, EndpointSecurity,
+    Handler, PeerSender, SendBytesError,
+};
 pub use error::{DecodeError, EncodeError};
 pub use frame::{
     ClusterId, Frame, FrameHeader, FrameKind, Incarnation, NodeId, PROTOCOL_VERSION,
     RandomUnavailableError,
 };
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
+pub use net::NetTransport;
+pub use shared_keyring::SharedKeyring;
 pub use stream::StreamDecoder;
 pub use transport::{ByteStream, Transport, TransportError, TransportFuture};
 

@@ -5,8 +5,7 @@
 //! [`Codec`](crate::Codec) seals before sending and opens after receiving, so every transport,
 //! real or simulated, gets the same security for free.
 //!
-//! Only the trait lives here for now. The UDP/TCP transport (async-net) and an adapter for the
-//! simulated network are still to be written.
+//! [`NetTransport`](crate::NetTransport) implements it on real sockets.
 //!
 //! The methods return boxed futures ([`TransportFuture`]) so that `dyn Transport` works: the node picks its transport
 //! at run time (real or simulated) and the services above hold an `Arc<dyn Transport>`. One

@@ -1,0 +1,314 @@
+//! The queue of bytes waiting to go to one peer, cut into batches.
+//!
+//! Senders append records to the open batch under a short lock; the connection's writer takes
+//! every finished batch at once and seals each into one frame. Batches form by themselves
+//! while the writer is busy (a lone message goes out at once, a burst goes out in few large
+//! frames), which is what keeps the per-message cost of AEAD and system calls low.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::mem;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+
+/// What the outbox does with new records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Keep them for the writer (connected, or about to connect).
+    Queue,
+    /// Drop them: the peer is unreachable (at-most-once delivery, like Erlang's).
+    Discard,
+    /// The endpoint was closed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<State>,
+    batch_bytes: usize,
+    /// The largest batch a frame carries.
+    max_payload: usize,
+    limit: usize,
+}
+
+/// A record larger than a frame can carry; it was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    pub(crate) len: usize,
+    pub(crate) max: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    mode: Mode,
+    /// Finished batches, oldest first; the last one is open for appends.
+    batches: VecDeque<Vec<u8>>,
+    /// Bytes in `batches`.
+    queued: usize,
+    /// Emptied batches handed back by the writer, to reuse their allocations.
+    spare: Vec<Vec<u8>>,
+    /// Someone asked for a connection even though nothing is queued.
+    connect_wanted: bool,
+    writer: Option<Waker>,
+    blocked: Vec<Waker>,
+}
+
+impl Outbox {
+    pub(crate) fn new(batch_bytes: usize, max_payload: usize, limit: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(State {
+                mode: Mode::Queue,
+                batches: VecDeque::new(),
+                queued: 0,
+                spare: Vec::new(),
+                connect_wanted: false,
+                writer: None,
+                blocked: Vec::new(),
+            }),
+            batch_bytes: batch_bytes.clamp(1, max_payload.max(1)),
+            max_payload,
+            limit: limit.max(batch_bytes),
+        }
+    }
+
+    /// Appends one record with `write`, which must append to the buffer it is given and
+    /// return `Ok`, or leave it as it was and return `Err`. Returns the mode in force: the
+    /// record was kept only under [`Mode::Queue`]. A record larger than a frame's payload is
+    /// taken back out and refused.
+    pub(crate) fn push<E: From<TooLarge>>(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Mode, E> {
+        let mut state = self.lock();
+        if state.mode != Mode::Queue {
+            return Ok(state.mode);
+        }
+        let open = matches!(state.batches.back(), Some(last) if last.len() < self.batch_bytes);
+        if !open {
+            let fresh = state.spare.pop().unwrap_or_default();
+            state.batches.push_back(fresh);
+        }
+        let State {
+            batches, queued, ..
+        } = &mut *state;
+        // Invariant: a batch was pushed just above if none was open.
+        let Some(batch) = batches.back_mut() else {
+            return Ok(Mode::Discard);
+        };
+        let before = batch.len();
+        write(batch)?;
+        let len = batch.len() - before;
+        if len > self.max_payload {
+            batch.truncate(before);
+            return Err(E::from(TooLarge {
+                len,
+                max: self.max_payload,
+            }));
+        }
+        if batch.len() > self.max_payload {
+            // The record fits a frame, but not after what the open batch already holds.
+            let record = batch.split_off(before);
+            batches.push_back(record);
+        }
+        *queued += len;
+        let waker = state.writer.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(Mode::Queue)
+    }
+
+    /// Waits until there is room for more records (or the outbox stops queueing).
+    pub(crate) async fn ready(&self) {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.mode != Mode::Queue || state.queued < self.limit {
+                Poll::Ready(())
+            } else {
+                state.blocked.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// Whether a sender would wait in [`ready`](Self::ready) now.
+    pub(crate) fn is_full(&self) -> bool {
+        let state = self.lock();
+        state.mode == Mode::Queue && state.queued >= self.limit
+    }
+
+    /// Waits until there is something to send or a connection was asked for; `false` once
+    /// the outbox is closed.
+    pub(crate) async fn wait_for_work(&self) -> bool {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            match state.mode {
+                Mode::Closed => Poll::Ready(false),
+                _ if state.queued > 0 || state.connect_wanted => {
+                    state.connect_wanted = false;
+                    Poll::Ready(true)
+                }
+                _ => {
+                    state.writer = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Takes every queued batch into `out` (after recycling what `out` held); waits while
+    /// there is none. `false` once the outbox stops queueing.
+    pub(crate) async fn take(&self, out: &mut Vec<Vec<u8>>) -> bool {
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            for mut used in out.drain(..) {
+                if state.spare.len() < 4 {
+                    used.clear();
+                    state.spare.push(used);
+                }
+            }
+            if state.mode != Mode::Queue {
+                return Poll::Ready(false);
+            }
+            if state.queued == 0 {
+                state.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            out.extend(state.batches.drain(..).filter(|b| !b.is_empty()));
+            state.queued = 0;
+            let blocked = mem::take(&mut state.blocked);
+            drop(state);
+            blocked.into_iter().for_each(Waker::wake);
+            Poll::Ready(true)
+        })
+        .await
+    }
+
+    /// Sets the mode; leaving [`Mode::Queue`] drops what was queued and releases waiting
+    /// senders. Returns the bytes dropped. A closed outbox stays closed.
+    pub(crate) fn set_mode(&self, mode: Mode) -> usize {
+        let mut state = self.lock();
+        if state.mode == Mode::Closed {
+            return 0;
+        }
+        state.mode = mode;
+        let mut dropped = 0;
+        if mode != Mode::Queue {
+            dropped = state.queued;
+            state.batches.clear();
+            state.queued = 0;
+        }
+        let blocked = mem::take(&mut state.blocked);
+        let writer = state.writer.take();
+        drop(state);
+        blocked.into_iter().chain(writer).for_each(Waker::wake);
+        dropped
+    }
+
+    /// Asks the connection task to connect even with nothing to send.
+    pub(crate) fn want_connection(&self) {
+        let mut state = self.lock();
+        state.connect_wanted = true;
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(waker) = writer {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.lock().mode
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::future;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Refused {
+        Writer(&'static str),
+        TooLarge(TooLarge),
+    }
+
+    impl From<TooLarge> for Refused {
+        fn from(error: TooLarge) -> Self {
+            Refused::TooLarge(error)
+        }
+    }
+
+    fn push(outbox: &Outbox, bytes: &[u8]) -> Mode {
+        outbox
+            .push(|buf| {
+                buf.extend_from_slice(bytes);
+                Ok::<(), Refused>(())
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_batch_size_and_taken_together() {
+        let outbox = Outbox::new(4, 6, 100);
+        for byte in 0..10u8 {
+            assert_eq!(push(&outbox, &[byte, byte]), Mode::Queue);
+        }
+        let mut out = Vec::new();
+        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|b| b.len() == 4));
+        let all: Vec<u8> = out.concat();
+        assert_eq!(all, (0..10u8).flat_map(|b| [b, b]).collect::<Vec<_>>());
+        // A record that fits a frame but not the open batch starts a new batch.
+        push(&outbox, &[1; 3]);
+        push(&outbox, &[2; 5]);
+        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(out, vec![vec![1; 3], vec![2; 5]]);
+    }
+
+    #[test]
+    fn a_failing_writer_leaves_nothing_behind() {
+        let outbox = Outbox::new(64, 64, 100);
+        let result = outbox.push(|_buf| Err::<(), _>(Refused::Writer("no")));
+        assert_eq!(result, Err(Refused::Writer("no")));
+        let result = outbox.push(|buf| {
+            buf.extend_from_slice(&[0; 65]);
+            Ok::<(), Refused>(())
+        });
+        assert_eq!(
+            result,
+            Err(Refused::TooLarge(TooLarge { len: 65, max: 64 }))
+        );
+        assert!(!outbox.is_full());
+        push(&outbox, b"x");
+        let mut out = Vec::new();
+        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(out, vec![b"x".to_vec()]);
+    }
+
+    #[test]
+    fn discard_mode_drops_and_releases() {
+        let outbox = Outbox::new(8, 8, 8);
+        push(&outbox, &[0; 8]);
+        assert!(outbox.is_full());
+        assert_eq!(outbox.set_mode(Mode::Discard), 8);
+        assert!(!outbox.is_full());
+        assert_eq!(push(&outbox, b"lost"), Mode::Discard);
+        future::block_on(outbox.ready());
+        let mut out = Vec::new();
+        assert!(!future::block_on(outbox.take(&mut out)));
+        outbox.set_mode(Mode::Closed);
+        assert_eq!(outbox.set_mode(Mode::Queue), 0);
+        assert_eq!(outbox.mode(), Mode::Closed);
+        assert!(!future::block_on(outbox.wait_for_work()));
+    }
+}
