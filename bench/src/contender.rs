@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::scenario::{Outcome, Scenario};
+use crate::scenario::{Measurement, Outcome, Scenario};
 
 /// Number of producers in the many-to-one tell scenario.
 pub(crate) const PRODUCERS: usize = 8;
@@ -139,3 +139,20 @@ impl Tally {
 /// The n/a reason of the supervision scenarios for runtimes outside that comparison.
 pub(crate) const SUPERVISION_PEERS: &str =
     "supervision scenarios compare phalanx with bastion only";
+
+/// A latency measurement (nanosecond histogram) as p50 and p99 in microseconds.
+pub(crate) fn latency(histogram: &hdrhistogram::Histogram<u64>) -> Measurement {
+    Measurement {
+        values: vec![
+            ("p50", histogram.value_at_quantile(0.50) as f64 / 1e3),
+            ("p99", histogram.value_at_quantile(0.99) as f64 / 1e3),
+        ],
+        note: None,
+    }
+}
+
+/// Silences the panic message of every panic from now on: the supervision scenarios panic
+/// on purpose thousands of times, and printing each would dominate what is measured.
+pub(crate) fn silence_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}

@@ -14,6 +14,8 @@ use crate::contender::{self, Tally};
 use crate::memory;
 use crate::scenario::{Measurement, Outcome, Scenario};
 
+mod supervision;
+
 /// Runs one scenario on the process-wide bastion system.
 pub(crate) fn run(scenario: Scenario, count: usize) -> Outcome {
     Bastion::init();
@@ -23,7 +25,13 @@ pub(crate) fn run(scenario: Scenario, count: usize) -> Outcome {
         Scenario::TellOneToOne => tell(count, 1),
         Scenario::TellEightToOne => tell(count, contender::PRODUCERS),
         Scenario::Spawn100k | Scenario::Spawn1M => spawn_idle(count),
-        _ => return Outcome::NotApplicable("not implemented yet".to_owned()),
+        Scenario::RestartOne
+        | Scenario::RestartGroup
+        | Scenario::Supervise10k
+        | Scenario::Supervise100k => {
+            contender::silence_panics();
+            supervision::run(scenario, count)
+        }
     };
     match result {
         Ok(m) => Outcome::Measured(m),

@@ -33,7 +33,10 @@ pub(crate) fn run(scenario: Scenario, count: usize) -> Outcome {
         Scenario::RestartOne
         | Scenario::RestartGroup
         | Scenario::Supervise10k
-        | Scenario::Supervise100k => runtime.block_on(supervision::run(scenario, count)),
+        | Scenario::Supervise100k => {
+            contender::silence_panics();
+            runtime.block_on(supervision::run(scenario, count))
+        }
     };
     match result {
         Ok(m) => Outcome::Measured(m),
