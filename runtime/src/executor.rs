@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,75 @@ pub(crate) struct Inner {
     roots: Mutex<BTreeMap<ActorId, Addr>>,
     pub(crate) registry: Registry,
     pub(crate) asks: Arc<AskTimers>,
+    /// Actors spawned from other threads, per worker, waiting to be spawned on its shard.
+    inboxes: Arc<[Inbox]>,
+}
+
+/// Spawns a task on the shard it is handed.
+type SpawnJob = Box<dyn FnOnce(&Executor<'static>) + Send>;
+
+/// The actors spawned onto one worker from other threads.
+///
+/// Spawning on another thread's executor wakes that thread; at a million spawns that is a
+/// million context switches. Jobs wait here instead, and the worker's drainer task is woken
+/// only when it is not already draining.
+struct Inbox {
+    jobs: concurrent_queue::ConcurrentQueue<SpawnJob>,
+    /// Set while the drainer is awake or a wake-up is on its way.
+    scheduled: AtomicBool,
+    drainer: futures::task::AtomicWaker,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Self {
+            jobs: concurrent_queue::ConcurrentQueue::unbounded(),
+            scheduled: AtomicBool::new(false),
+            drainer: futures::task::AtomicWaker::new(),
+        }
+    }
+
+    fn push(&self, job: SpawnJob) {
+        // An unbounded queue refuses only when closed, which this one never is.
+        let _ = self.jobs.push(job);
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            self.drainer.wake();
+        }
+    }
+
+    /// Spawns the queued actors of worker `index` on its shard, until the runtime is gone.
+    ///
+    /// It lives on that shard, so it holds the runtime only while it drains: a strong
+    /// reference held while waiting would keep the runtime alive forever.
+    async fn drain(inboxes: Arc<[Inbox]>, runtime: Weak<Inner>, index: usize) {
+        let inbox = &inboxes[index];
+        loop {
+            std::future::poll_fn(|cx| {
+                inbox.drainer.register(cx.waker());
+                if inbox.scheduled.load(Ordering::Acquire) || !inbox.jobs.is_empty() {
+                    inbox.scheduled.store(true, Ordering::Release);
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            let Some(runtime) = runtime.upgrade() else {
+                return;
+            };
+            let mut drained = 0u32;
+            while let Ok(job) = inbox.jobs.pop() {
+                job(&runtime.shards[index]);
+                drained += 1;
+                if drained % 256 == 0 {
+                    // Let the actors just spawned (and everything else) run.
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            drop(runtime);
+            inbox.scheduled.store(false, Ordering::Release);
+        }
+    }
 }
 
 thread_local! {
@@ -190,6 +259,10 @@ impl RuntimeBuilder {
             roots: Mutex::new(BTreeMap::new()),
             registry: Registry::default(),
             asks: Arc::new(AskTimers::new(self.workers + 1)),
+            inboxes: (0..self.workers)
+                .map(|_| Inbox::new())
+                .collect::<Vec<_>>()
+                .into(),
         });
         inner.shared.spawn(inner.asks.clone().sweep()).detach();
         let (stop, stopped) = flume::bounded::<()>(0);
@@ -205,6 +278,9 @@ impl RuntimeBuilder {
                 .name(format!("{}-{index}", self.thread_name))
                 .spawn(move || {
                     let _guard = enter(inner.clone(), Some(index));
+                    let inboxes = inner.inboxes.clone();
+                    let drainer = Inbox::drain(inboxes, Arc::downgrade(&inner), index);
+                    inner.shards[index].spawn(drainer).detach();
                     let until_stopped = async move {
                         // Disconnection is the signal: nobody ever sends on this channel.
                         let _ = stopped.recv_async().await;
@@ -252,12 +328,21 @@ impl Inner {
         F: Future<Output = ()> + Send + 'static,
     {
         let count = self.shards.len();
-        let index = match worker {
-            Some(index) => index % count,
-            None => current_worker(self)
-                .unwrap_or_else(|| self.next_shard.fetch_add(1, Ordering::Relaxed) % count),
+        let here = current_worker(self);
+        let index = match (worker, here) {
+            (Some(index), _) => index % count,
+            (None, Some(here)) => here,
+            (None, None) => self.next_shard.fetch_add(1, Ordering::Relaxed) % count,
         };
-        self.shards[index].spawn(compat(future)).detach();
+        if here == Some(index) {
+            self.shards[index].spawn(compat(future)).detach();
+        } else {
+            // From another thread: through the worker's inbox, which wakes it once per batch
+            // instead of once per actor.
+            self.inboxes[index].push(Box::new(move |shard: &Executor<'static>| {
+                shard.spawn(compat(future)).detach();
+            }));
+        }
     }
 
     pub(crate) fn add_root(&self, addr: &Addr) {

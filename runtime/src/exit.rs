@@ -60,8 +60,14 @@ impl fmt::Display for ExitReason {
 /// supervisor, and the restarted actor's [`Actor::restarting`](crate::Actor::restarting).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
+    /// One pointer: exit reasons travel through every actor's future, so they stay small.
+    inner: Arc<FailureInner>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct FailureInner {
     kind: FailureKind,
-    message: Arc<str>,
+    message: Box<str>,
 }
 
 /// The kind of a [`Failure`].
@@ -78,10 +84,14 @@ pub enum FailureKind {
 
 impl Failure {
     /// A failure caused by a panic with the given message.
-    pub fn panic(message: impl Into<Arc<str>>) -> Self {
+    pub fn panic(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Panic, message.into())
+    }
+
+    fn new(kind: FailureKind, message: String) -> Self {
+        let message = message.into_boxed_str();
         Self {
-            kind: FailureKind::Panic,
-            message: message.into(),
+            inner: Arc::new(FailureInner { kind, message }),
         }
     }
 
@@ -96,50 +106,47 @@ impl Failure {
     /// assert_eq!(failure.kind(), FailureKind::Error);
     /// assert_eq!(failure.message(), "disk full");
     /// ```
-    pub fn error(message: impl Into<Arc<str>>) -> Self {
-        Self {
-            kind: FailureKind::Error,
-            message: message.into(),
-        }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Error, message.into())
     }
 
     /// A failure caused by the abnormal exit of the linked actor `from`.
     pub fn linked(from: ActorId, reason: &ExitReason) -> Self {
-        Self {
-            kind: FailureKind::LinkedExit(from),
-            message: format!("linked actor {from} exited: {reason}").into(),
-        }
+        Self::new(
+            FailureKind::LinkedExit(from),
+            format!("linked actor {from} exited: {reason}"),
+        )
     }
 
     /// Turns a panic payload, as `catch_unwind` returns it, into a failure.
     pub(crate) fn from_panic(payload: Box<dyn Any + Send>) -> Self {
-        let message: Arc<str> = if let Some(text) = payload.downcast_ref::<&'static str>() {
-            (*text).into()
+        let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
+            (*text).to_owned()
         } else if let Some(text) = payload.downcast_ref::<String>() {
-            text.as_str().into()
+            text.clone()
         } else {
-            "panic with a non-string payload".into()
+            "panic with a non-string payload".to_owned()
         };
         Self::panic(message)
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> FailureKind {
-        self.kind
+        self.inner.kind
     }
 
     /// The panic message or the error's text.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            FailureKind::Panic => write!(f, "panicked: {}", self.message),
-            FailureKind::Error => write!(f, "error: {}", self.message),
-            FailureKind::LinkedExit(_) => f.write_str(&self.message),
+        match self.inner.kind {
+            FailureKind::Panic => write!(f, "panicked: {}", self.inner.message),
+            FailureKind::Error => write!(f, "error: {}", self.inner.message),
+            FailureKind::LinkedExit(_) => f.write_str(&self.inner.message),
         }
     }
 }

@@ -119,6 +119,8 @@ fn signals_overtake_queued_user_messages() {
             .tell(WatchCmd::Monitor(target.addr().clone()))
             .await
             .expect("alive");
+        // A round trip: the monitor is in place.
+        heard(&watcher).await;
         // Keep the watcher busy, queue user messages behind it, then end the target.
         watcher
             .tell(WatchCmd::Block(Duration::from_millis(200)))
