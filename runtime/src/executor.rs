@@ -130,7 +130,7 @@ impl Inbox {
             while let Ok(job) = inbox.jobs.pop() {
                 job(&runtime.shards[index]);
                 drained += 1;
-                if drained % 256 == 0 {
+                if drained.is_multiple_of(256) {
                     // Let the actors just spawned (and everything else) run.
                     futures_lite::future::yield_now().await;
                 }
