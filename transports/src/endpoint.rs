@@ -265,6 +265,8 @@ struct Peer {
     outbox: Outbox,
     /// Waiting [`Endpoint::connect`] calls.
     waiters: Mutex<Vec<flume::Sender<Option<NodeId>>>>,
+    /// The node at the other end while the connection is up.
+    connected: Mutex<Option<NodeId>>,
 }
 
 /// A handle for queueing records to one peer, from [`Endpoint::sender`].
@@ -354,7 +356,15 @@ impl Endpoint {
     ) -> Result<NodeId, ConnectError> {
         let peer = self.shared.peer(addr);
         let (tx, rx) = flume::bounded(1);
-        lock(&peer.waiters).push(tx);
+        {
+            let connected = lock(&peer.connected);
+            if let Some(node) = *connected {
+                return Ok(node);
+            }
+            // Registered under the `connected` lock, so an ongoing connection attempt either
+            // saw this waiter or had already set `connected`.
+            lock(&peer.waiters).push(tx);
+        }
         peer.outbox.want_connection();
         match phalanx_runtime::timeout(timeout, rx.recv_async()).await {
             Ok(Ok(Some(node))) => Ok(node),
@@ -486,6 +496,7 @@ impl Shared {
                 self.config.outbox_limit,
             ),
             waiters: Mutex::new(Vec::new()),
+            connected: Mutex::new(None),
         });
         if lock(&self.close_tx).is_none() {
             peer.outbox.set_mode(Mode::Closed);
@@ -724,13 +735,18 @@ async fn outbound(shared: Arc<Shared>, peer: Arc<Peer>) {
             Ok((stream, header)) => {
                 backoff.reset();
                 let node = header.sender;
-                for waiter in lock(&peer.waiters).drain(..) {
-                    let _ = waiter.try_send(Some(node));
-                }
                 shared.link_up(node, header.incarnation, peer.addr);
+                {
+                    let mut connected = lock(&peer.connected);
+                    *connected = Some(node);
+                    for waiter in lock(&peer.waiters).drain(..) {
+                        let _ = waiter.try_send(Some(node));
+                    }
+                }
                 let result = write_loop(&peer.outbox, stream, &mut codec, &mut keys).await;
                 tracing::debug!(%node, addr = %peer.addr, ?result, "outbound connection ended");
                 shared.count(&codec);
+                *lock(&peer.connected) = None;
                 let dropped = peer.outbox.set_mode(Mode::Discard);
                 shared.link_down(node, header.incarnation);
                 shared

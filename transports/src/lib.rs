@@ -42,6 +42,7 @@
 //! - `net`: [`NetTransport`], UDP and TCP on async-net.
 //! - `endpoint`: [`Endpoint`], the connection layer (handshake, batching outbox, reconnection
 //!   with [`Backoff`], peer up/down), shared keys in [`SharedKeyring`].
+//! - `remote`: [`Remoting`], [`RemoteMessage`]: `ActorRef`s to actors on other nodes.
 //! - `sim`: the simulated network.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -55,6 +56,7 @@ mod error;
 mod frame;
 mod keyring;
 mod net;
+mod remote;
 mod replay;
 mod shared_keyring;
 mod stream;
@@ -77,6 +79,7 @@ pub use frame::{
 };
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
 pub use net::NetTransport;
+pub use remote::{RemoteError, RemoteMessage, Remoting};
 pub use shared_keyring::SharedKeyring;
 pub use stream::StreamDecoder;
 pub use transport::{ByteStream, Transport, TransportError, TransportFuture};

@@ -1,0 +1,156 @@
+//! The sending side of remote references: the route behind a remote `ActorRef`, the control
+//! behind its proxy, and the sink that answers a remote asker.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use phalanx_runtime::remote::{RemoteControl, RemoteRoute, ReplySink, exporting_replies};
+use phalanx_runtime::{SendError, TrySendError};
+use postcard::ser_flavors::Flavor;
+
+use super::control::Control;
+use super::{Inner, RemoteMessage, record};
+use crate::endpoint::{PeerSender, SendBytesError, TooLarge};
+use crate::frame::NodeId;
+
+/// Carries the messages of a remote `ActorRef<M>` into the peer's outbox.
+pub(crate) struct Route<M> {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) node: NodeId,
+    pub(crate) sender: PeerSender,
+    pub(crate) target: u64,
+    pub(crate) message: PhantomData<fn(M)>,
+}
+
+/// Why a message was not queued.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    Encode,
+    Refused,
+}
+
+impl From<TooLarge> for PushError {
+    fn from(_: TooLarge) -> Self {
+        PushError::Encode
+    }
+}
+
+impl From<SendBytesError> for PushError {
+    fn from(_: SendBytesError) -> Self {
+        PushError::Refused
+    }
+}
+
+impl<M: RemoteMessage> Route<M> {
+    /// Serializes `msg` straight into the open batch; hands it back if it was not queued.
+    fn push(&self, msg: M) -> Result<(), M> {
+        let result = self.sender.push(|buf| {
+            let start = buf.len();
+            let len_at = record::begin_tell(buf, self.target);
+            let (serialized, exported) =
+                exporting_replies(|| postcard::serialize_with_flavor(&msg, VecTail(&mut *buf)));
+            if let Err(error) = serialized {
+                tracing::warn!(%error, "cannot serialize a remote message");
+                buf.truncate(start);
+                return Err(PushError::Encode);
+            }
+            if !record::finish(buf, len_at, !exported.is_empty()) {
+                buf.truncate(start);
+                return Err(PushError::Encode);
+            }
+            if !exported.is_empty() {
+                // Registered before the batch can leave, so the answer always finds it.
+                self.inner.await_answers(self.node, exported);
+            }
+            Ok(())
+        });
+        result.map_err(|_| msg)
+    }
+}
+
+impl<M: RemoteMessage> RemoteRoute<M> for Route<M> {
+    fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
+        if self.sender.is_full() {
+            return Err(TrySendError::Full(msg));
+        }
+        self.push(msg).map_err(TrySendError::Closed)
+    }
+
+    fn send(&self, msg: M) -> Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send + '_>> {
+        Box::pin(async move {
+            self.sender.ready().await;
+            self.push(msg).map_err(SendError::Closed)
+        })
+    }
+}
+
+/// A postcard flavor that appends to a `Vec` in place: no intermediate buffer per message.
+struct VecTail<'a>(&'a mut Vec<u8>);
+
+impl Flavor for VecTail<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// `stop` and `kill` on a proxy, sent to the node of the real actor.
+pub(crate) struct ProxyControl {
+    pub(crate) sender: PeerSender,
+    pub(crate) target: u64,
+}
+
+impl ProxyControl {
+    fn send(&self, control: &Control) {
+        let _ = self.sender.push::<PushError>(|buf| {
+            record::control(buf, &control.encode());
+            Ok(())
+        });
+    }
+}
+
+impl RemoteControl for ProxyControl {
+    fn stop(&self) {
+        self.send(&Control::Stop {
+            target: self.target,
+        });
+    }
+
+    fn kill(&self) {
+        self.send(&Control::Kill {
+            target: self.target,
+        });
+    }
+}
+
+/// Answers an asker on another node.
+pub(crate) struct AnswerSink {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) node: NodeId,
+    pub(crate) reply: u64,
+}
+
+impl ReplySink for AnswerSink {
+    fn answer(self: Box<Self>, bytes: Vec<u8>) {
+        self.inner
+            .send_to_node(self.node, |buf| record::answer(buf, self.reply, &bytes));
+    }
+
+    fn unanswered(self: Box<Self>) {
+        self.inner
+            .send_to_node(self.node, |buf| record::no_answer(buf, self.reply));
+    }
+}
