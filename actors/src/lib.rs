@@ -4,5 +4,7 @@
 //! holds the gossip membership core ([`gossip`]) and a deterministic simulation harness for
 //! it ([`sim`]).
 
+/// Finding other nodes: seeds, DNS, LAN beacons and mDNS, as a sans-IO core plus its actor.
+pub mod discovery;
 pub mod gossip;
 pub mod sim;
