@@ -23,8 +23,9 @@ use crate::scenario::{Outcome, Scenario};
 use crate::table::Results;
 
 /// Usage text for `--help` and argument errors.
-const USAGE: &str = "usage: phalanx-bench [--quick] [--timeout SECS] [FILTER...]
+const USAGE: &str = "usage: phalanx-bench [--quick] [--runs N] [--timeout SECS] [FILTER...]
   --quick         smaller message counts (spawn and supervision sizes stay as named)
+  --runs N        run each measurement in N child processes and report the median (default 1)
   --timeout SECS  bound on each measurement (default 60); a longer one is aborted
   FILTER          a runtime (phalanx, bastion, ractor, kameo) or part of a scenario name:
                   ask-ping-pong tell-1-1 tell-8-1 spawn-100k spawn-1m restart-one
@@ -54,6 +55,8 @@ struct Options {
     quick: bool,
     /// Bound on each measurement.
     timeout: Duration,
+    /// Child processes per measurement; the median of their figures is reported.
+    runs: usize,
     /// Runtimes to run, in column order.
     contenders: Vec<Contender>,
     /// Scenarios to run, in table order.
@@ -65,6 +68,7 @@ impl Options {
     fn parse(args: &[String]) -> Result<Options, String> {
         let mut quick = false;
         let mut timeout = Duration::from_secs(60);
+        let mut runs = 1;
         let mut contenders = Vec::new();
         let mut patterns = Vec::new();
         let mut args = args.iter();
@@ -77,6 +81,13 @@ impl Options {
                         .and_then(|s| s.parse::<u64>().ok())
                         .ok_or("--timeout needs a number of seconds")?;
                     timeout = Duration::from_secs(secs);
+                }
+                "--runs" => {
+                    runs = args
+                        .next()
+                        .and_then(|s| s.parse::<usize>().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or("--runs needs a positive number")?;
                 }
                 "-h" | "--help" => return Err("phalanx-bench".to_owned()),
                 flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
@@ -106,6 +117,7 @@ impl Options {
         Ok(Options {
             quick,
             timeout,
+            runs,
             contenders,
             scenarios,
         })
@@ -128,7 +140,10 @@ fn bench(options: &Options) {
         for &contender in &options.contenders {
             eprint!("{scenario} ({count}) on {} ... ", contender.key());
             let t = Instant::now();
-            let outcome = harness::run_in_child(contender, scenario, count, bound);
+            let outcomes = (0..options.runs)
+                .map(|_| harness::run_in_child(contender, scenario, count, bound))
+                .collect();
+            let outcome = scenario::median(outcomes);
             eprintln!(
                 "{} in {:.1} s",
                 summary(&outcome),
@@ -157,10 +172,12 @@ fn bench(options: &Options) {
     );
     println!(
         "- mode: {}; each measurement in a fresh child process, bounded to {} s and {} MiB RSS; \
-         throughput is the median of 3 runs after a warm-up",
+         throughput is the median of 3 runs after a warm-up; every figure is the median of \
+         {} child process(es)",
         if options.quick { "quick" } else { "full" },
         bound.time.as_secs(),
-        bound.rss >> 20
+        bound.rss >> 20,
+        options.runs
     );
     println!(
         "- ratios are phalanx/peer: above 1 is better for phalanx where higher is better, \

@@ -267,3 +267,33 @@ pub(crate) enum Outcome {
     /// The scenario failed; what happened.
     Failed(String),
 }
+
+/// Merges the outcomes of repeated runs: the first one that is not a measurement if any,
+/// else every metric's median (the upper one for an even count) and the first note.
+pub(crate) fn median(outcomes: Vec<Outcome>) -> Outcome {
+    let mut measurements = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Measured(m) => measurements.push(m),
+            other => return other,
+        }
+    }
+    let Some(first) = measurements.first() else {
+        return Outcome::Failed("no run".to_owned());
+    };
+    let mut merged = Measurement {
+        values: Vec::new(),
+        note: first.note.clone(),
+    };
+    for (key, _) in &first.values {
+        let mut values: Vec<f64> = measurements
+            .iter()
+            .filter_map(|m| m.values.iter().find(|(k, _)| k == key).map(|(_, v)| *v))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        if let Some(v) = values.get(values.len() / 2) {
+            merged.values.push((key, *v));
+        }
+    }
+    Outcome::Measured(merged)
+}
