@@ -273,3 +273,23 @@ fn pure_swim_without_gossip_rounds_detects_crashes() {
         assert!(took.is_some(), "crash not detected");
     });
 }
+
+#[test]
+fn a_seed_replays_exactly() {
+    let run = |seed: u64| {
+        let mut cluster = joined(8, seed, 0.1);
+        cluster.crash(3);
+        cluster.net().partition(1, 2);
+        cluster.run_for(Duration::from_secs(40));
+        let logs: Vec<_> = cluster
+            .nodes
+            .iter()
+            .map(|node| node.notifications.clone())
+            .collect();
+        (logs, cluster.net_stats())
+    };
+    for_each_seed(2, |seed| {
+        assert_eq!(run(seed), run(seed));
+    });
+    assert_ne!(run(1).0, run(2).0);
+}

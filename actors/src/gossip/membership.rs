@@ -183,12 +183,11 @@ impl<A: Address> Membership<A> {
 
     /// Starts the periodic probe and push-pull timers; idempotent. [`join`](Self::join)
     /// calls it.
-    pub fn start(&mut self, now: Instant) {
+    pub fn start(&mut self, _now: Instant) {
         if self.started || self.left {
             return;
         }
         self.started = true;
-        let _ = now;
         // A random phase, so that nodes started together do not probe in lockstep.
         let phase = self.random_fraction(self.config.probe_interval);
         self.schedule(Timer::Probe { epoch: self.epoch }, phase);
@@ -216,11 +215,10 @@ impl<A: Address> Membership<A> {
 
     /// Leaves the cluster gracefully: tells a few members directly and stops all activity.
     /// Others report this node `Down` with [`DownReason::Left`](super::DownReason::Left).
-    pub fn leave(&mut self, now: Instant) {
+    pub fn leave(&mut self, _now: Instant) {
         if self.left {
             return;
         }
-        let _ = now;
         let update = self.self_update(MemberState::Left);
         let mut targets: Vec<A> = self
             .members
@@ -286,7 +284,6 @@ impl<A: Address> Membership<A> {
             return;
         }
         let sender = message.sender;
-        let is_push_pull = matches!(message.body, Body::PushPull { .. });
         let mut corrections = Vec::new();
         for update in message.updates {
             if let Some(fresher) = self.fresher_than(&update) {
@@ -326,7 +323,6 @@ impl<A: Address> Membership<A> {
                 }
             }
             Body::PushPull { kind, members } => {
-                debug_assert!(is_push_pull);
                 for update in members {
                     self.apply_update(update, now, true);
                 }
