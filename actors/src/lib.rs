@@ -4,7 +4,8 @@
 //! holds the gossip membership core ([`gossip`]) and a deterministic simulation harness for
 //! it ([`sim`]).
 
-/// Finding other nodes: seeds, DNS, LAN beacons and mDNS, as a sans-IO core plus its actor.
+// Finding other nodes: seeds, DNS, LAN beacons and mDNS (docs inside: an outer doc comment
+// here would make rustdoc resolve the module's intra-doc links in the crate root).
 pub mod discovery;
 pub mod gossip;
 pub mod sim;

@@ -131,6 +131,48 @@ fn multicast_beacons_on_loopback_find_each_other_and_bad_ones_are_counted() {
     });
 }
 
+#[test]
+fn unicast_beacons_through_the_broadcast_transport() {
+    // Where multicast is filtered, beacons go to a broadcast address; on loopback a unicast
+    // address stands in for it (the socket code is the same, with SO_BROADCAST set).
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    let cluster = ClusterId(fastrand::u64(..));
+    let spawn_node = |node: u128, gossip_port: u16, bind: u16, target: u16| {
+        let mut config = node_config(node, cluster, gossip_port);
+        config.beacon_interval = Some(Duration::from_millis(100));
+        let mut driver = DriverConfig::new(config);
+        driver.beacons = BeaconTransport::Broadcast {
+            bind: SocketAddr::from(([127, 0, 0, 1], bind)),
+            target: SocketAddr::from(([127, 0, 0, 1], target)),
+        };
+        let (tx, rx) = flume::bounded(64);
+        let actor = spawn_actor(DiscoveryActor::new(
+            driver,
+            keyed(),
+            CandidateSink::Channel(tx),
+        ));
+        (actor, rx)
+    };
+    phalanx_runtime::block_on(async {
+        let (a, a_rx) = spawn_node(1, 7201, port_a, port_b);
+        let (b, b_rx) = spawn_node(2, 7202, port_b, port_a);
+        let seen_by_a = wait_for(&a_rx, |c| c.source == Source::Beacon).await;
+        let seen_by_b = wait_for(&b_rx, |c| c.source == Source::Beacon).await;
+        assert_eq!(
+            seen_by_a.map(|c| c.addr),
+            Some(SocketAddr::from(([127, 0, 0, 1], 7202)))
+        );
+        assert_eq!(
+            seen_by_b.map(|c| c.addr),
+            Some(SocketAddr::from(([127, 0, 0, 1], 7201)))
+        );
+        for actor in [a, b] {
+            actor.stop();
+            actor.wait().await;
+        }
+    });
+}
+
 /// A plain socket that multicasts on the loopback interface only, with TTL 0.
 fn loopback_multicast_sender() -> UdpSocket {
     use socket2::{Domain, Protocol, Socket, Type};

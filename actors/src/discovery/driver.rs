@@ -148,6 +148,36 @@ enum Message {
 /// If the beacon socket or the mDNS daemon cannot be set up, [`Actor::started`] fails and the
 /// actor's supervisor decides. A supervisor builds a fresh actor for each restart: the
 /// [`Security`] is consumed at start.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use phalanx_actors::discovery::{
+///     CandidateSink, DiscoveryActor, DiscoveryConfig, DriverConfig, Source,
+/// };
+/// use phalanx_transports::{ClusterId, NodeId, Security};
+///
+/// let mut config = DiscoveryConfig::new(ClusterId(7), NodeId::from_u128(1));
+/// config.seeds.push("127.0.0.1:7946".parse()?);
+/// let (tx, rx) = flume::bounded(16);
+/// let sink = CandidateSink::Channel(tx);
+/// phalanx_runtime::block_on(async {
+///     let actor = phalanx_runtime::spawn_actor(DiscoveryActor::new(
+///         DriverConfig::new(config),
+///         Security::Plaintext,
+///         sink,
+///     ));
+///     let candidate = phalanx_runtime::timeout(Duration::from_secs(10), rx.recv_async())
+///         .await??;
+///     assert_eq!(candidate.source, Source::Seed);
+///     actor.stop();
+///     actor.wait().await;
+///     Ok::<(), Box<dyn std::error::Error>>(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DiscoveryActor {
     config: DriverConfig,
     /// Taken by `started` to build the core's codec.
