@@ -336,3 +336,19 @@ fn mdns_on_loopback() {
         }
     });
 }
+
+#[test]
+fn multicast_config_checks_the_group_and_scopes_ipv6_groups() {
+    let unicast = MulticastConfig::new(SocketAddr::from(([127, 0, 0, 1], 7947)));
+    let error = phalanx_actors::discovery::multicast_socket(&unicast).err();
+    assert_eq!(
+        error.map(|e| e.kind()),
+        Some(std::io::ErrorKind::InvalidInput)
+    );
+    let mut v6 = MulticastConfig::new("[ff02::7:1234]:7947".parse().expect("address"));
+    v6.interface_v6 = 3;
+    match v6.target() {
+        SocketAddr::V6(target) => assert_eq!((target.scope_id(), target.port()), (3, 7947)),
+        SocketAddr::V4(_) => panic!("an IPv6 group stays IPv6"),
+    }
+}

@@ -280,7 +280,7 @@ impl Actor for DiscoveryActor {
             BeaconTransport::Multicast(multicast) => {
                 let (receiver, sender) = multicast_socket(multicast)?;
                 tasks.push(receive_beacons(receiver, ctx.myself()));
-                Some((sender, multicast.group))
+                Some((sender, multicast.target()))
             }
             BeaconTransport::Broadcast { bind, target } => {
                 let socket = broadcast_socket(*bind)?;

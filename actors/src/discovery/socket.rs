@@ -2,7 +2,7 @@
 //! and handed to async-net.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use async_net::UdpSocket;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -50,6 +50,20 @@ impl MulticastConfig {
             interface_v6: 0,
             ttl: 1,
             loopback: true,
+        }
+    }
+
+    /// Where beacons are sent and the receiver is bound: the group, with the interface index
+    /// as the scope of an IPv6 group (link-local groups need one).
+    pub fn target(&self) -> SocketAddr {
+        match self.group {
+            SocketAddr::V4(_) => self.group,
+            SocketAddr::V6(group) => SocketAddr::V6(SocketAddrV6::new(
+                *group.ip(),
+                group.port(),
+                0,
+                self.interface_v6,
+            )),
         }
     }
 }
@@ -102,7 +116,7 @@ pub fn multicast_socket(config: &MulticastConfig) -> io::Result<(UdpSocket, UdpS
             sender.bind(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0).into())?;
         }
     }
-    receiver.bind(&receive_addr(config.group).into())?;
+    receiver.bind(&receive_addr(config.target()).into())?;
     Ok((into_async(receiver)?, into_async(sender)?))
 }
 
