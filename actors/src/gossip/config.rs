@@ -40,6 +40,9 @@ pub struct Config {
     /// How long after declaring a member dead gossip rounds still include it, so that a
     /// member declared dead by mistake hears of it quickly and refutes.
     pub gossip_to_the_dead: Duration,
+    /// How long a dead or left member is remembered (and offered reconnects by push-pull)
+    /// before it is forgotten.
+    pub dead_reclaim: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             gossip_interval: Some(Duration::from_millis(200)),
             gossip_fanout: 3,
             gossip_to_the_dead: Duration::from_secs(30),
+            dead_reclaim: Duration::from_secs(3600),
         }
     }
 }

@@ -102,6 +102,9 @@ struct Relay<A> {
     seq: u32,
 }
 
+/// The most indirect probes run at once for other nodes.
+const MAX_RELAYS: usize = 1024;
+
 /// How many `(origin, seq)` pairs of user events are remembered for deduplication.
 const SEEN_EVENTS_CAP: usize = 8192;
 
@@ -351,7 +354,7 @@ impl<A: Address> Membership<A> {
                 self.suspicion_expired(node, incarnation, now)
             }
             Timer::Gossip { epoch } if epoch == self.epoch => self.gossip_tick(now),
-            Timer::PushPull { epoch } if epoch == self.epoch => self.push_pull_tick(),
+            Timer::PushPull { epoch } if epoch == self.epoch => self.push_pull_tick(now),
             Timer::Probe { .. } | Timer::Gossip { .. } | Timer::PushPull { .. } => {}
         }
     }
@@ -433,6 +436,11 @@ impl<A: Address> Membership<A> {
     }
 
     fn relay_probe(&mut self, requester: A, seq: u32, target: NodeId, target_addr: A) {
+        if self.relays.len() >= MAX_RELAYS {
+            // A flood of requests, honest or not, must not grow this table without bound;
+            // the requester falls back on its other helpers.
+            return;
+        }
         let local = self.take_seq();
         self.relays.insert(local, Relay { requester, seq });
         self.send(target_addr, Some(target), Body::Ping { seq: local, target });
@@ -467,11 +475,12 @@ impl<A: Address> Membership<A> {
         }
     }
 
-    fn push_pull_tick(&mut self) {
+    fn push_pull_tick(&mut self, now: Instant) {
         self.schedule(
             Timer::PushPull { epoch: self.epoch },
             self.config.push_pull_interval,
         );
+        self.reclaim_dead(now);
         let live: Vec<A> = self.addrs_where(|m| m.state == MemberState::Alive);
         if let Some(to) = self.pick(&live) {
             self.send_push_pull(to, PushPullKind::Request);
@@ -481,6 +490,21 @@ impl<A: Address> Membership<A> {
         let dead: Vec<A> = self.addrs_where(|m| m.state == MemberState::Dead);
         if let Some(to) = self.pick(&dead) {
             self.send_push_pull(to, PushPullKind::Request);
+        }
+    }
+
+    /// Forgets members dead or left for longer than `dead_reclaim`, so that churn does not
+    /// grow the member table forever. A forgotten member that is in fact alive comes back
+    /// through its own gossip or push-pull like a new one.
+    fn reclaim_dead(&mut self, now: Instant) {
+        let keep_for = self.config.dead_reclaim;
+        let before = self.members.len();
+        self.members
+            .retain(|_, m| m.is_live() || now.saturating_duration_since(m.since) < keep_for);
+        if self.members.len() != before {
+            self.probe_order
+                .retain(|node| self.members.contains_key(node));
+            self.probe_index = self.probe_index.min(self.probe_order.len());
         }
     }
 

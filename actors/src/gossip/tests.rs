@@ -473,3 +473,23 @@ fn gossip_rounds_spread_pending_updates_to_the_fanout() {
     m.handle_timer(Timer::Gossip { epoch: 0 }, now);
     assert!(sends(&drain(&mut m)).is_empty());
 }
+
+#[test]
+fn dead_members_are_forgotten_after_the_reclaim_time() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3], now);
+    let dead = Update {
+        state: MemberState::Dead,
+        origin: NodeId(2),
+        ..alive(3, 0)
+    };
+    m.handle_datagram(2, message(2, Body::Gossip, vec![dead]), now);
+    m.handle_timer(Timer::PushPull { epoch: 0 }, now + Duration::from_secs(60));
+    assert_eq!(m.member_state(NodeId(3)), Some((MemberState::Dead, 0)));
+    m.handle_timer(
+        Timer::PushPull { epoch: 0 },
+        now + Duration::from_secs(3601),
+    );
+    assert_eq!(m.member_state(NodeId(3)), None);
+    assert_eq!(m.member_state(NodeId(2)), Some((MemberState::Alive, 0)));
+}
