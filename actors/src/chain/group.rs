@@ -1,0 +1,415 @@
+//! The configuration group: a few nodes that commit chain configurations through raft-rs,
+//! grant read leases, and run the failure detector that *proposes* reconfigurations.
+//!
+//! Each node wraps a raft-rs [`RawNode`] (sans-IO: `tick`, `step`, `ready`/`advance`) over a
+//! [`MemStorage`]. The storage handle survives a simulated crash (it models a durable disk);
+//! [`ConfigNode::restart`] rebuilds the raft node and the configuration state from it.
+//!
+//! Raft messages are raft-rs's protobuf types. On a real wire they must be decoded only after
+//! the frame was authenticated by the keyring (protobuf 2 carries RUSTSEC-2024-0437, a
+//! stack overflow on crafted deeply nested input).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use raft::StateRole;
+use raft::prelude::{ConfState, Entry as RaftEntry, EntryType, Message as RaftMessage};
+use raft::storage::MemStorage;
+use raft::{Config as RaftConfig, RawNode, Storage};
+use serde::{Deserialize, Serialize};
+
+use super::config::{ChainConfig, ReplicaId};
+use super::message::{ControlMessage, Peer};
+
+/// Settings of a [`ConfigNode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupSettings {
+    /// The raft ids of the whole group (3 or 5).
+    pub group: Vec<u64>,
+    /// The chain's first configuration.
+    pub initial: ChainConfig,
+    /// How many members the chain should have; live non-members are appended at the tail
+    /// until it has them.
+    pub target_length: usize,
+    /// A member not heard from (lease requests) for this long is proposed for removal.
+    pub suspect_after: Duration,
+    /// A proposal not committed within this time may be replaced by another.
+    pub proposal_timeout: Duration,
+    /// Raft ticks for an election timeout (in driver ticks).
+    pub election_tick: usize,
+    /// Raft ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+}
+
+impl GroupSettings {
+    /// Settings for `group` managing a chain that starts as `initial`.
+    pub fn new(group: Vec<u64>, initial: ChainConfig) -> Self {
+        let target_length = initial.members.len();
+        Self {
+            group,
+            initial,
+            target_length,
+            suspect_after: Duration::from_millis(400),
+            proposal_timeout: Duration::from_millis(500),
+            election_tick: 10,
+            heartbeat_tick: 2,
+        }
+    }
+}
+
+/// What a [`ConfigNode`] asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum GroupAction {
+    /// Deliver a raft message to group node `to`.
+    Raft {
+        /// The group node.
+        to: u64,
+        /// The message.
+        message: RaftMessage,
+    },
+    /// Send a control message to a replica or client.
+    Send {
+        /// The receiver.
+        to: Peer,
+        /// The message.
+        message: ControlMessage,
+    },
+}
+
+/// A configuration-group operation could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// raft-rs refused the configuration or storage; no node was created.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+}
+
+/// One node of the configuration group.
+pub struct ConfigNode {
+    id: u64,
+    settings: GroupSettings,
+    storage: MemStorage,
+    raft: RawNode<MemStorage>,
+    /// The latest committed configuration.
+    committed: ChainConfig,
+    /// The highest epoch in any entry ever appended to this node's log, committed or not. A
+    /// lease for an older epoch is refused once a newer one may commit.
+    highest_logged: u64,
+    /// Replicas heard from: `(incarnation, when)`.
+    heard: BTreeMap<ReplicaId, (u64, Instant)>,
+    suspects: BTreeMap<ReplicaId, (u64, Instant)>,
+    proposed: Option<(u64, Instant)>,
+    was_leader: bool,
+    actions: VecDeque<GroupAction>,
+}
+
+impl std::fmt::Debug for ConfigNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigNode")
+            .field("id", &self.id)
+            .field("committed", &self.committed)
+            .field("highest_logged", &self.highest_logged)
+            .field("leader", &self.is_leader())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A command in the raft log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum GroupCommand {
+    /// Replace the configuration of epoch `expected` with `next` (ignored if another
+    /// reconfiguration committed first).
+    Reconfigure { expected: u64, next: ChainConfig },
+}
+
+impl ConfigNode {
+    /// A group node with raft id `id` and fresh storage.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::Raft`] if raft-rs rejects the settings.
+    pub fn new(id: u64, settings: GroupSettings) -> Result<Self, GroupError> {
+        let storage =
+            MemStorage::new_with_conf_state(ConfState::from((settings.group.clone(), vec![])));
+        Self::with_storage(id, settings, storage)
+    }
+
+    /// Rebuilds this node after a crash from its durable storage: volatile state (leader
+    /// role, failure detector) is lost, the log and the committed configuration are not.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::Raft`] if raft-rs rejects the storage.
+    pub fn restart(self) -> Result<Self, GroupError> {
+        Self::with_storage(self.id, self.settings, self.storage)
+    }
+
+    fn with_storage(
+        id: u64,
+        settings: GroupSettings,
+        storage: MemStorage,
+    ) -> Result<Self, GroupError> {
+        let config = RaftConfig {
+            id,
+            election_tick: settings.election_tick,
+            heartbeat_tick: settings.heartbeat_tick,
+            check_quorum: true,
+            pre_vote: true,
+            applied: 0,
+            ..RaftConfig::default()
+        };
+        config.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raft = RawNode::new(&config, storage.clone(), &logger)?;
+        let mut node = Self {
+            id,
+            committed: settings.initial.clone(),
+            highest_logged: settings.initial.epoch,
+            settings,
+            storage,
+            raft,
+            heard: BTreeMap::new(),
+            suspects: BTreeMap::new(),
+            proposed: None,
+            was_leader: false,
+            actions: VecDeque::new(),
+        };
+        let logged: Vec<RaftEntry> = match (node.storage.first_index(), node.storage.last_index()) {
+            (Ok(first), Ok(last)) if first <= last => node
+                .storage
+                .entries(first, last + 1, None, raft::GetEntriesContext::empty(false))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for entry in &logged {
+            node.note_logged(entry);
+        }
+        Ok(node)
+    }
+
+    /// This node's raft id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The latest committed chain configuration.
+    pub fn committed(&self) -> &ChainConfig {
+        &self.committed
+    }
+
+    /// Whether this node is the raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.raft.state == StateRole::Leader
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<GroupAction> {
+        self.actions.pop_front()
+    }
+
+    /// Handles a raft message from another group node.
+    pub fn handle_raft(&mut self, message: RaftMessage, now: Instant) {
+        // A message raft-rs rejects (wrong term, unknown peer) changes nothing.
+        let _ = self.raft.step(message);
+        self.process_ready(now);
+    }
+
+    /// Handles a control message from a replica or client.
+    pub fn handle_control(&mut self, from: Peer, message: ControlMessage, now: Instant) {
+        match message {
+            ControlMessage::LeaseRequest {
+                replica,
+                incarnation,
+                epoch,
+                round,
+            } => {
+                let newest = self
+                    .heard
+                    .get(&replica)
+                    .is_none_or(|&(known, _)| incarnation >= known);
+                if newest {
+                    self.heard.insert(replica, (incarnation, now));
+                }
+                let member = self
+                    .committed
+                    .member(replica)
+                    .is_some_and(|m| m.incarnation == incarnation);
+                let granted =
+                    member && epoch == self.committed.epoch && self.highest_logged <= epoch;
+                let config = self.committed.clone();
+                self.send(
+                    from,
+                    ControlMessage::LeaseReply {
+                        round,
+                        granted,
+                        config,
+                    },
+                );
+            }
+            ControlMessage::Suspect { epoch, suspect } if epoch == self.committed.epoch => {
+                self.suspects.insert(suspect, (epoch, now));
+            }
+            ControlMessage::ConfigQuery => {
+                let config = self.committed.clone();
+                self.send(from, ControlMessage::ConfigUpdate { config });
+            }
+            _ => {}
+        }
+    }
+
+    /// Periodic work: a raft tick, and on the leader the failure detector and proposals.
+    pub fn handle_tick(&mut self, now: Instant) {
+        self.raft.tick();
+        let leader = self.is_leader();
+        if leader && !self.was_leader {
+            // A new leader gives every member a full suspicion timeout.
+            for member in &self.committed.members {
+                self.heard.insert(member.id, (member.incarnation, now));
+            }
+            self.suspects.clear();
+        }
+        self.was_leader = leader;
+        if leader {
+            self.maybe_propose(now);
+        }
+        self.process_ready(now);
+    }
+
+    fn maybe_propose(&mut self, now: Instant) {
+        if self.proposed.is_some_and(|(epoch, at)| {
+            epoch > self.committed.epoch && now < at + self.settings.proposal_timeout
+        }) {
+            return;
+        }
+        let current = &self.committed;
+        let next = if current.members.len() > 1
+            && let Some(dead) = current.members.iter().find(|member| {
+                let silent = self.heard.get(&member.id).is_none_or(|&(incarnation, at)| {
+                    incarnation != member.incarnation || now >= at + self.settings.suspect_after
+                });
+                let suspected = self
+                    .suspects
+                    .get(&member.id)
+                    .is_some_and(|&(epoch, _)| epoch == current.epoch);
+                silent || suspected
+            }) {
+            Some(current.without(dead.id))
+        } else if current.members.len() < self.settings.target_length
+            && let Some((&id, &(incarnation, _))) =
+                self.heard.iter().find(|(id, (incarnation, at))| {
+                    now < *at + self.settings.suspect_after / 2
+                        && current
+                            .member(**id)
+                            .is_none_or(|m| m.incarnation != *incarnation)
+                })
+        {
+            Some(current.with_tail(id, incarnation))
+        } else if self.highest_logged > current.epoch {
+            // A proposal that never committed blocks leases for the current epoch; commit a
+            // fresh epoch with the same members to unblock them.
+            let mut same = current.clone();
+            same.epoch += 1;
+            Some(same)
+        } else {
+            None
+        };
+        let Some(next) = next else { return };
+        let command = GroupCommand::Reconfigure {
+            expected: current.epoch,
+            next,
+        };
+        let Ok(data) = postcard::to_allocvec(&command) else {
+            return;
+        };
+        if self.raft.propose(Vec::new(), data).is_ok() {
+            self.proposed = Some((self.committed.epoch + 1, now));
+        }
+    }
+
+    fn process_ready(&mut self, now: Instant) {
+        if !self.raft.has_ready() {
+            return;
+        }
+        let mut ready = self.raft.ready();
+        let messages = ready.take_messages();
+        self.send_raft(messages);
+        if !ready.snapshot().is_empty() {
+            let _ = self.storage.wl().apply_snapshot(ready.snapshot().clone());
+        }
+        let committed = ready.take_committed_entries();
+        self.apply(committed, now);
+        if !ready.entries().is_empty() {
+            for entry in ready.entries() {
+                self.note_logged(entry);
+            }
+            let _ = self.storage.wl().append(ready.entries());
+        }
+        if let Some(hard_state) = ready.hs() {
+            self.storage.wl().set_hardstate(hard_state.clone());
+        }
+        let persisted = ready.take_persisted_messages();
+        self.send_raft(persisted);
+        let mut light = self.raft.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.wl().mut_hard_state().set_commit(commit);
+        }
+        let messages = light.take_messages();
+        self.send_raft(messages);
+        let committed = light.take_committed_entries();
+        self.apply(committed, now);
+        self.raft.advance_apply();
+    }
+
+    fn note_logged(&mut self, entry: &RaftEntry) {
+        if let Some(GroupCommand::Reconfigure { next, .. }) = decode_command(entry) {
+            self.highest_logged = self.highest_logged.max(next.epoch);
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<RaftEntry>, _now: Instant) {
+        for entry in entries {
+            let Some(GroupCommand::Reconfigure { expected, next }) = decode_command(&entry) else {
+                continue;
+            };
+            if expected != self.committed.epoch || next.epoch != expected + 1 {
+                continue;
+            }
+            self.committed = next;
+            let config = self.committed.clone();
+            // Tell everyone concerned at once; lease replies repeat it.
+            let mut targets: Vec<ReplicaId> = self.heard.keys().copied().collect();
+            targets.extend(config.members.iter().map(|m| m.id));
+            targets.sort();
+            targets.dedup();
+            for replica in targets {
+                self.send(
+                    Peer::Replica(replica),
+                    ControlMessage::ConfigUpdate {
+                        config: config.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn send_raft(&mut self, messages: Vec<RaftMessage>) {
+        for message in messages {
+            let to = message.to;
+            self.actions.push_back(GroupAction::Raft { to, message });
+        }
+    }
+
+    fn send(&mut self, to: Peer, message: ControlMessage) {
+        self.actions.push_back(GroupAction::Send { to, message });
+    }
+}
+
+fn decode_command(entry: &RaftEntry) -> Option<GroupCommand> {
+    if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
+        return None;
+    }
+    postcard::from_bytes(&entry.data).ok()
+}

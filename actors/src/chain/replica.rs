@@ -1,0 +1,772 @@
+//! The sans-IO chain replica: chain replication with CRAQ apportioned reads, epochs,
+//! synchronisation on reconfiguration, read leases and fencing.
+//!
+//! Inputs are `handle_*(.., now)` calls and [`Replica::flush`]; outputs are [`Action`]s taken
+//! with [`Replica::poll_action`]. No sockets, no clock, no spawning.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::config::{ChainConfig, ClientId, Member, ReplicaId};
+use super::machine::StateMachine;
+use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot};
+
+/// Timing and batching settings of a [`Replica`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaSettings {
+    /// How long a read lease granted by a majority of the configuration group lasts,
+    /// counted from when the replica asked for it.
+    pub lease: Duration,
+    /// How long a replica waits after adopting a configuration before it commits or serves
+    /// reads in it. Must exceed `lease` by the worst clock-rate drift between nodes
+    /// (`lease * (1 + drift) / (1 - drift)`): it is what fences replicas of the previous
+    /// epoch, whose leases have then expired.
+    pub fence_wait: Duration,
+    /// How often unacknowledged entries and unanswered sync requests are sent again.
+    pub retransmit: Duration,
+    /// How long a neighbour may make no progress before it is reported to the group.
+    pub suspect_after: Duration,
+    /// The most entries in one forwarded batch.
+    pub batch_max: usize,
+    /// The raft ids of the configuration group.
+    pub group: Vec<u64>,
+}
+
+impl ReplicaSettings {
+    /// Settings for a configuration group of the given raft ids: 300 ms leases, 450 ms fence
+    /// wait, 20 ms retransmission, 400 ms suspicion, batches of 64.
+    pub fn new(group: Vec<u64>) -> Self {
+        Self {
+            lease: Duration::from_millis(300),
+            fence_wait: Duration::from_millis(450),
+            retransmit: Duration::from_millis(20),
+            suspect_after: Duration::from_millis(400),
+            batch_max: 64,
+            group,
+        }
+    }
+}
+
+/// What a [`Replica`] asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Action<S: StateMachine> {
+    /// Send a chain or client message.
+    Send {
+        /// The receiver.
+        to: Peer,
+        /// The message.
+        message: Message<S>,
+    },
+    /// Send a message to a configuration-group node (by raft id).
+    Control {
+        /// The group node.
+        to: u64,
+        /// The message.
+        message: ControlMessage,
+    },
+}
+
+/// One chain replica.
+#[derive(Debug)]
+pub struct Replica<S: StateMachine> {
+    id: ReplicaId,
+    incarnation: u64,
+    settings: ReplicaSettings,
+    /// The latest configuration adopted (it may not include this replica).
+    config: Option<ChainConfig>,
+    adopted_at: Option<Instant>,
+    /// Whether this replica has caught up with its predecessor in `config` (the head is
+    /// caught up on adoption).
+    synced: bool,
+    /// The last epoch in which this replica was caught up; a member entry whose `since` is
+    /// later means it was removed and re-added in between, so its log may have diverged.
+    synced_epoch: u64,
+    machine: S,
+    committed: u64,
+    /// Uncommitted entries, `committed + 1 ..= received`.
+    log: BTreeMap<u64, Entry<S>>,
+    received: u64,
+    /// Uncommitted entries per object: CRAQ's dirty marks.
+    dirty: BTreeMap<S::Key, u32>,
+    pending: BTreeMap<(ClientId, u64), u64>,
+    sessions: BTreeMap<ClientId, Session<S>>,
+    successor: Successor,
+    last_sync_request: Option<Instant>,
+    lease: Lease,
+    last_config_query: Option<Instant>,
+    last_suspect: Option<Instant>,
+    actions: VecDeque<Action<S>>,
+}
+
+/// What this replica knows of its successor's progress.
+#[derive(Debug, Default)]
+struct Successor {
+    /// Set once the successor asked to sync in the current epoch; nothing is forwarded
+    /// before.
+    known: bool,
+    received: u64,
+    /// Highest sequence number sent (pipelining: entries go out before earlier ones are
+    /// acknowledged).
+    sent: u64,
+    last_progress: Option<Instant>,
+    last_send: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Lease {
+    round: u64,
+    round_started: Option<Instant>,
+    grants: BTreeSet<u64>,
+    /// Reads may be served until then, in the epoch the lease was granted for.
+    until: Option<(u64, Instant)>,
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// A replica with an empty state machine that knows no configuration yet.
+    ///
+    /// `incarnation` must differ from every earlier life of `id` that lost its state.
+    pub fn new(id: ReplicaId, incarnation: u64, settings: ReplicaSettings) -> Self {
+        Self {
+            id,
+            incarnation,
+            settings,
+            config: None,
+            adopted_at: None,
+            synced: false,
+            synced_epoch: 0,
+            machine: S::default(),
+            committed: 0,
+            log: BTreeMap::new(),
+            received: 0,
+            dirty: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            successor: Successor::default(),
+            last_sync_request: None,
+            lease: Lease::default(),
+            last_config_query: None,
+            last_suspect: None,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// This replica's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The latest configuration adopted.
+    pub fn config(&self) -> Option<&ChainConfig> {
+        self.config.as_ref()
+    }
+
+    /// The committed state machine.
+    pub fn machine(&self) -> &S {
+        &self.machine
+    }
+
+    /// The highest committed (applied) sequence number.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The highest sequence number received.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Whether this replica has caught up in its current configuration.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<Action<S>> {
+        self.actions.pop_front()
+    }
+
+    /// Adopts `config` if it is newer than the current one. Only configurations committed by
+    /// the configuration group may be passed here.
+    pub fn handle_config(&mut self, config: ChainConfig, now: Instant) {
+        if self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.epoch >= config.epoch)
+        {
+            return;
+        }
+        let me = config
+            .member(self.id)
+            .filter(|m| m.incarnation == self.incarnation);
+        self.config = Some(config);
+        self.adopted_at = Some(now);
+        self.synced = false;
+        self.successor = Successor::default();
+        self.last_sync_request = None;
+        self.lease.until = None;
+        let Some(me) = me else { return };
+        let position = self.position();
+        if me.since > self.synced_epoch {
+            // Added (again) after our last sync: our log may have diverged. Start over from
+            // the predecessor's snapshot. The head of the first configuration starts empty by
+            // definition; a later head in this state cannot happen with configurations built
+            // by `without`/`with_tail`, and it would stay unsynced (safe).
+            self.reset();
+            if position == Some(0) && me.since > 1 {
+                return;
+            }
+        }
+        if position == Some(0) {
+            self.mark_synced();
+        } else {
+            self.request_sync(now);
+        }
+    }
+
+    /// Handles a control message from configuration-group node `from`.
+    pub fn handle_control(&mut self, from: u64, message: ControlMessage, now: Instant) {
+        match message {
+            ControlMessage::ConfigUpdate { config } => self.handle_config(config, now),
+            ControlMessage::LeaseReply {
+                round,
+                granted,
+                config,
+            } => {
+                let epoch = config.epoch;
+                self.handle_config(config, now);
+                if round != self.lease.round || !granted || Some(epoch) != self.epoch() {
+                    return;
+                }
+                self.lease.grants.insert(from);
+                if self.lease.grants.len() * 2 > self.settings.group.len()
+                    && let Some(started) = self.lease.round_started
+                {
+                    self.lease.until = Some((epoch, started + self.settings.lease));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles a chain or client message from `from`.
+    // The epoch check asks the group for a newer configuration as a side effect; it reads
+    // better as a statement than as a match guard.
+    #[allow(clippy::collapsible_match)]
+    pub fn handle_message(&mut self, from: Peer, message: Message<S>, now: Instant) {
+        match message {
+            Message::Write {
+                client,
+                request,
+                acked_below,
+                command,
+            } => self.on_write(client, request, acked_below, command, now),
+            Message::Read {
+                client,
+                request,
+                query,
+            } => self.on_read(client, request, query, now),
+            Message::SyncRequest { epoch, have } => {
+                if self.check_epoch(epoch, now) && self.is_successor(from) {
+                    self.on_sync_request(have, now);
+                }
+            }
+            Message::SyncReply {
+                epoch,
+                snapshot,
+                entries,
+            } => {
+                if self.check_epoch(epoch, now) && self.is_predecessor(from) && !self.synced {
+                    self.on_sync_reply(snapshot, entries, now);
+                }
+            }
+            Message::Forward { epoch, entries } => {
+                if self.check_epoch(epoch, now) && self.is_predecessor(from) && self.synced {
+                    self.append(entries);
+                    self.commit_if_tail(now);
+                    self.send_ack();
+                }
+            }
+            Message::Ack {
+                epoch,
+                received,
+                committed,
+            } => {
+                if self.check_epoch(epoch, now) && self.is_successor(from) {
+                    self.on_ack(received, committed, now);
+                }
+            }
+            Message::TailRead {
+                epoch,
+                client,
+                request,
+                query,
+            } => {
+                if self.check_epoch(epoch, now) && self.is_tail() && self.can_read(now) {
+                    let reply = self.machine.read(&query);
+                    self.send(Peer::Client(client), Message::ReadReply { request, reply });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Periodic work: lease renewal, retransmission, failure suspicion. Call it every few
+    /// milliseconds.
+    pub fn handle_tick(&mut self, now: Instant) {
+        self.renew_lease(now);
+        self.commit_if_tail(now);
+        if !self.is_member() {
+            return;
+        }
+        if !self.synced {
+            if self
+                .last_sync_request
+                .is_none_or(|at| now >= at + self.settings.retransmit)
+            {
+                self.request_sync(now);
+            }
+            return;
+        }
+        let Some(successor) = self.successor_member() else {
+            return;
+        };
+        let stalled_since = if self.successor.known {
+            if self.successor.received >= self.received {
+                None
+            } else {
+                self.successor.last_progress
+            }
+        } else {
+            self.adopted_at
+        };
+        if let Some(since) = stalled_since
+            && now >= since + self.settings.suspect_after
+            && self
+                .last_suspect
+                .is_none_or(|at| now >= at + self.settings.suspect_after)
+        {
+            self.last_suspect = Some(now);
+            let epoch = self.epoch().unwrap_or(0);
+            self.broadcast_to_group(ControlMessage::Suspect {
+                epoch,
+                suspect: successor.id,
+            });
+        }
+        if self.successor.known
+            && self.successor.received < self.received
+            && self
+                .successor
+                .last_send
+                .is_none_or(|at| now >= at + self.settings.retransmit)
+        {
+            // Go back to what the successor confirmed and send it all again.
+            self.successor.sent = self.successor.received;
+        }
+    }
+
+    /// Sends what accumulated since the last flush: new entries go down the chain in
+    /// batches. Drivers call it after handling a burst of inputs, which is what batches.
+    pub fn flush(&mut self, now: Instant) {
+        if !self.synced || !self.successor.known || self.successor.sent >= self.received {
+            return;
+        }
+        let Some(successor) = self.successor_member() else {
+            return;
+        };
+        let epoch = self.epoch().unwrap_or(0);
+        let mut batch = Vec::new();
+        for entry in self.log.range(self.successor.sent + 1..).map(|(_, e)| e) {
+            batch.push(entry.clone());
+            if batch.len() == self.settings.batch_max {
+                let entries = std::mem::take(&mut batch);
+                self.actions.push_back(Action::Send {
+                    to: Peer::Replica(successor.id),
+                    message: Message::Forward { epoch, entries },
+                });
+            }
+        }
+        if !batch.is_empty() {
+            self.actions.push_back(Action::Send {
+                to: Peer::Replica(successor.id),
+                message: Message::Forward {
+                    epoch,
+                    entries: batch,
+                },
+            });
+        }
+        self.successor.sent = self.received;
+        self.successor.last_send = Some(now);
+    }
+
+    fn on_write(
+        &mut self,
+        client: ClientId,
+        request: u64,
+        acked_below: u64,
+        command: S::Command,
+        now: Instant,
+    ) {
+        if !self.is_head() || !self.is_active(now) {
+            let epoch = self.epoch().unwrap_or(0);
+            self.send(Peer::Client(client), Message::NotServing { request, epoch });
+            return;
+        }
+        if let Some(session) = self.sessions.get(&client) {
+            if request < session.acked_below {
+                return;
+            }
+            if let Some(output) = session.results.get(&request) {
+                let output = output.clone();
+                self.send(
+                    Peer::Client(client),
+                    Message::WriteReply { request, output },
+                );
+                return;
+            }
+        }
+        if self.pending.contains_key(&(client, request)) {
+            // In the chain already; the tail answers when it commits.
+            return;
+        }
+        let entry = Entry {
+            seq: self.received + 1,
+            client,
+            request,
+            acked_below,
+            command,
+        };
+        self.append(vec![entry]);
+        self.commit_if_tail(now);
+    }
+
+    fn on_read(&mut self, client: ClientId, request: u64, query: S::Query, now: Instant) {
+        if !self.can_read(now) {
+            let epoch = self.epoch().unwrap_or(0);
+            self.send(Peer::Client(client), Message::NotServing { request, epoch });
+            return;
+        }
+        let key = S::query_key(&query);
+        if !self.dirty.contains_key(&key) {
+            let reply = self.machine.read(&query);
+            self.send(Peer::Client(client), Message::ReadReply { request, reply });
+            return;
+        }
+        // Dirty: only the tail knows which version is committed; it answers the client.
+        if let (Some(epoch), Some(tail)) = (self.epoch(), self.tail_member()) {
+            self.send(
+                Peer::Replica(tail.id),
+                Message::TailRead {
+                    epoch,
+                    client,
+                    request,
+                    query,
+                },
+            );
+        }
+    }
+
+    fn on_sync_request(&mut self, have: u64, now: Instant) {
+        if !self.synced {
+            return;
+        }
+        let Some(epoch) = self.epoch() else { return };
+        let (snapshot, from) = if have >= self.committed && have <= self.received {
+            (None, have)
+        } else {
+            let snapshot = Snapshot {
+                committed: self.committed,
+                state: self.machine.snapshot(),
+                sessions: self.sessions.clone(),
+            };
+            (Some(snapshot), self.committed)
+        };
+        let entries: Vec<Entry<S>> = self.log.range(from + 1..).map(|(_, e)| e.clone()).collect();
+        self.successor = Successor {
+            known: true,
+            received: from,
+            sent: self.received,
+            last_progress: Some(now),
+            last_send: Some(now),
+        };
+        if let Some(successor) = self.successor_member() {
+            self.send(
+                Peer::Replica(successor.id),
+                Message::SyncReply {
+                    epoch,
+                    snapshot,
+                    entries,
+                },
+            );
+        }
+    }
+
+    fn on_sync_reply(
+        &mut self,
+        snapshot: Option<Snapshot<S>>,
+        entries: Vec<Entry<S>>,
+        now: Instant,
+    ) {
+        if let Some(snapshot) = snapshot {
+            let mut machine = S::default();
+            if machine.restore(&snapshot.state).is_err() {
+                return;
+            }
+            self.reset();
+            self.machine = machine;
+            self.committed = snapshot.committed;
+            self.received = snapshot.committed;
+            self.sessions = snapshot.sessions;
+        }
+        self.append(entries);
+        self.mark_synced();
+        self.commit_if_tail(now);
+        self.send_ack();
+    }
+
+    fn on_ack(&mut self, received: u64, committed: u64, now: Instant) {
+        if received > self.successor.received || self.successor.received >= self.received {
+            self.successor.last_progress = Some(now);
+        }
+        self.successor.received = self.successor.received.max(received.min(self.received));
+        let upto = committed.min(self.received);
+        if upto > self.committed {
+            self.commit_through(upto, false);
+            self.send_ack();
+        }
+    }
+
+    fn append(&mut self, entries: Vec<Entry<S>>) {
+        for entry in entries {
+            if entry.seq != self.received + 1 {
+                continue;
+            }
+            self.received = entry.seq;
+            *self
+                .dirty
+                .entry(S::command_key(&entry.command))
+                .or_insert(0) += 1;
+            self.pending
+                .insert((entry.client, entry.request), entry.seq);
+            self.log.insert(entry.seq, entry);
+        }
+    }
+
+    fn commit_if_tail(&mut self, now: Instant) {
+        if self.is_tail() && self.synced && self.is_active(now) && self.committed < self.received {
+            self.commit_through(self.received, true);
+            self.send_ack();
+        }
+    }
+
+    /// Applies entries up to `upto`; the tail (`reply`) answers their clients.
+    fn commit_through(&mut self, upto: u64, reply: bool) {
+        while self.committed < upto {
+            let Some(entry) = self.log.remove(&(self.committed + 1)) else {
+                return;
+            };
+            self.committed = entry.seq;
+            let key = S::command_key(&entry.command);
+            if let Some(count) = self.dirty.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    self.dirty.remove(&key);
+                }
+            }
+            self.pending.remove(&(entry.client, entry.request));
+            let session = self
+                .sessions
+                .entry(entry.client)
+                .or_insert_with(|| Session {
+                    acked_below: 0,
+                    results: BTreeMap::new(),
+                });
+            if entry.request < session.acked_below {
+                continue;
+            }
+            let output = match session.results.get(&entry.request) {
+                Some(output) => output.clone(),
+                None => {
+                    let output = self.machine.apply(&entry.command);
+                    session.results.insert(entry.request, output.clone());
+                    output
+                }
+            };
+            if entry.acked_below > session.acked_below {
+                session.acked_below = entry.acked_below;
+                session.results = session.results.split_off(&entry.acked_below);
+            }
+            if reply {
+                self.send(
+                    Peer::Client(entry.client),
+                    Message::WriteReply {
+                        request: entry.request,
+                        output,
+                    },
+                );
+            }
+        }
+    }
+
+    fn renew_lease(&mut self, now: Instant) {
+        let interval = self.settings.lease / 4;
+        if self
+            .lease
+            .round_started
+            .is_some_and(|at| now < at + interval)
+        {
+            return;
+        }
+        self.lease.round += 1;
+        self.lease.round_started = Some(now);
+        self.lease.grants.clear();
+        let message = ControlMessage::LeaseRequest {
+            replica: self.id,
+            incarnation: self.incarnation,
+            epoch: self.epoch().unwrap_or(0),
+            round: self.lease.round,
+        };
+        self.broadcast_to_group(message);
+    }
+
+    fn request_sync(&mut self, now: Instant) {
+        let (Some(epoch), Some(predecessor)) = (self.epoch(), self.predecessor_member()) else {
+            return;
+        };
+        self.last_sync_request = Some(now);
+        let have = self.received;
+        self.send(
+            Peer::Replica(predecessor.id),
+            Message::SyncRequest { epoch, have },
+        );
+    }
+
+    fn send_ack(&mut self) {
+        let (Some(epoch), Some(predecessor)) = (self.epoch(), self.predecessor_member()) else {
+            return;
+        };
+        let message = Message::Ack {
+            epoch,
+            received: self.received,
+            committed: self.committed,
+        };
+        self.send(Peer::Replica(predecessor.id), message);
+    }
+
+    /// Whether a message of `epoch` may be handled; a newer epoch makes us ask the group.
+    fn check_epoch(&mut self, epoch: u64, now: Instant) -> bool {
+        let mine = self.epoch().unwrap_or(0);
+        if epoch > mine
+            && self
+                .last_config_query
+                .is_none_or(|at| now >= at + self.settings.retransmit)
+        {
+            self.last_config_query = Some(now);
+            self.broadcast_to_group(ControlMessage::ConfigQuery);
+        }
+        epoch == mine && self.is_member()
+    }
+
+    fn mark_synced(&mut self) {
+        self.synced = true;
+        if let Some(epoch) = self.epoch() {
+            self.synced_epoch = epoch;
+        }
+    }
+
+    fn reset(&mut self) {
+        self.machine = S::default();
+        self.committed = 0;
+        self.received = 0;
+        self.log.clear();
+        self.dirty.clear();
+        self.pending.clear();
+        self.sessions.clear();
+    }
+
+    fn is_active(&self, now: Instant) -> bool {
+        self.synced
+            && self
+                .adopted_at
+                .is_some_and(|at| now >= at + self.settings.fence_wait)
+    }
+
+    fn can_read(&self, now: Instant) -> bool {
+        self.is_active(now)
+            && self
+                .lease
+                .until
+                .is_some_and(|(epoch, until)| Some(epoch) == self.epoch() && now < until)
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.config.as_ref().map(|c| c.epoch)
+    }
+
+    fn me(&self) -> Option<Member> {
+        self.config
+            .as_ref()?
+            .member(self.id)
+            .filter(|m| m.incarnation == self.incarnation)
+    }
+
+    fn is_member(&self) -> bool {
+        self.me().is_some()
+    }
+
+    fn position(&self) -> Option<usize> {
+        self.me()?;
+        self.config.as_ref()?.position(self.id)
+    }
+
+    fn is_head(&self) -> bool {
+        self.position() == Some(0)
+    }
+
+    fn is_tail(&self) -> bool {
+        self.is_member() && self.tail_member().is_some_and(|t| t.id == self.id)
+    }
+
+    fn tail_member(&self) -> Option<Member> {
+        self.config.as_ref()?.tail()
+    }
+
+    fn predecessor_member(&self) -> Option<Member> {
+        self.me()?;
+        self.config.as_ref()?.predecessor(self.id)
+    }
+
+    fn successor_member(&self) -> Option<Member> {
+        self.me()?;
+        self.config.as_ref()?.successor(self.id)
+    }
+
+    fn is_predecessor(&self, from: Peer) -> bool {
+        self.predecessor_member()
+            .is_some_and(|p| from == Peer::Replica(p.id))
+    }
+
+    fn is_successor(&self, from: Peer) -> bool {
+        self.successor_member()
+            .is_some_and(|s| from == Peer::Replica(s.id))
+    }
+
+    fn send(&mut self, to: Peer, message: Message<S>) {
+        self.actions.push_back(Action::Send { to, message });
+    }
+
+    fn broadcast_to_group(&mut self, message: ControlMessage) {
+        for &node in &self.settings.group {
+            self.actions.push_back(Action::Control {
+                to: node,
+                message: message.clone(),
+            });
+        }
+    }
+}

@@ -1,0 +1,823 @@
+//! A deterministic simulation of chain replication: replicas, a raft configuration group and
+//! clients on one thread, over the simulated network, with crashes, restarts, partitions
+//! (one- and two-way), loss, duplication, reordering and clock-rate skew.
+//!
+//! Every client operation goes into a history that [`crate::chain::linearizability`]
+//! checks, and at the end the tail's state is searched for every acknowledged write.
+//! [`for_each_seed`] runs a body over `CHAIN_SEEDS` seeds (or only `SIM_SEED`) and prints
+//! the seed of a failure.
+
+mod client;
+mod recording;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use phalanx_transports::{SimClock, SimFaults, SimInstant, SimNetwork};
+use raft::prelude::Message as RaftMessage;
+
+use client::{Outgoing, SimClient, Target};
+pub use recording::{RecordingKv, TaggedCommand};
+
+use crate::chain::config::{ChainConfig, ClientId, ReplicaId};
+use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
+use crate::chain::linearizability::{self, KvInput, KvResult, Operation, Verdict};
+use crate::chain::message::{ControlMessage, Message, Peer};
+use crate::chain::replica::{Action, Replica, ReplicaSettings};
+
+/// Runs `body` once per seed: only `SIM_SEED` if set, else `CHAIN_SEEDS` seeds (default
+/// `default_seeds`) from 0. A failing seed is printed with the line that replays it.
+///
+/// # Panics
+///
+/// Re-raises the panic of a failing run, after printing its seed.
+pub fn for_each_seed(default_seeds: u64, mut body: impl FnMut(u64)) {
+    let seeds: Vec<u64> = match env_u64("SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (0..env_u64("CHAIN_SEEDS").unwrap_or(default_seeds)).collect(),
+    };
+    for seed in seeds {
+        if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| body(seed))) {
+            eprintln!("chain simulation failed with seed {seed}; replay with SIM_SEED={seed}");
+            panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// What a simulation run does.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimSettings {
+    /// The seed every random choice follows from.
+    pub seed: u64,
+    /// Replicas in the initial chain.
+    pub chain_length: usize,
+    /// Extra replicas, outside the chain at first (candidates to join).
+    pub spares: usize,
+    /// Configuration-group size (3 or 5).
+    pub group_size: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct keys.
+    pub keys: usize,
+    /// Fraction of reads.
+    pub read_fraction: f64,
+    /// Send reads to any member (CRAQ) rather than only to the tail (plain chain
+    /// replication).
+    pub craq: bool,
+    /// How long clients issue operations.
+    pub duration: Duration,
+    /// How long the run continues, healed, after that.
+    pub quiesce: Duration,
+    /// Inject crashes, restarts, partitions and network faults.
+    pub nemesis: bool,
+    /// Largest pause between a client's operations.
+    pub think: Duration,
+    /// A client gives up on an operation after this long.
+    pub deadline: Duration,
+    /// Per-message processing time at a replica (a modelled service rate), if any.
+    pub service_time: Option<Duration>,
+}
+
+impl SimSettings {
+    /// A faulty run of 3 s with a 3-replica chain, 1 spare, 3 group nodes, 4 clients on 3
+    /// keys, 50 % reads, CRAQ.
+    pub fn faulty(seed: u64) -> Self {
+        Self {
+            seed,
+            chain_length: 3,
+            spares: 1,
+            group_size: 3,
+            clients: 4,
+            keys: 3,
+            read_fraction: 0.5,
+            craq: true,
+            duration: Duration::from_secs(3),
+            quiesce: Duration::from_secs(3),
+            nemesis: true,
+            think: Duration::from_millis(20),
+            deadline: Duration::from_millis(1500),
+            service_time: None,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimReport {
+    /// The checker's verdict over the whole history.
+    pub verdict: Verdict,
+    /// Acknowledged writes missing from the final tail's state (must be 0).
+    pub lost_writes: usize,
+    /// Operations completed.
+    pub completed: u64,
+    /// Reads completed.
+    pub reads_completed: u64,
+    /// Operations abandoned after their deadline (pending in the history).
+    pub given_up: u64,
+    /// Configurations committed after the first.
+    pub reconfigurations: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Reads completed while clients ran, per simulated second.
+    pub read_throughput: f64,
+    /// The final configuration.
+    pub final_config: ChainConfig,
+}
+
+/// A packet on the simulated wire.
+#[derive(Debug, Clone)]
+enum Packet {
+    Chain(Message<RecordingKv>),
+    Control(ControlMessage),
+    Raft(Box<RaftMessage>),
+}
+
+#[derive(Debug)]
+struct SimReplica {
+    replica: Option<Replica<RecordingKv>>,
+    incarnation: u64,
+    skew: Skew,
+    busy_until: SimInstant,
+}
+
+#[derive(Debug)]
+struct SimGroupNode {
+    node: Option<ConfigNode>,
+    crashed: bool,
+    skew: Skew,
+}
+
+/// A node's clock: its own rate (drift) and offset against virtual time.
+#[derive(Debug, Clone, Copy)]
+struct Skew {
+    offset: Duration,
+    /// Parts per million faster (or slower, negative) than virtual time.
+    ppm: i64,
+}
+
+impl Skew {
+    fn local(&self, base: Instant, now: SimInstant) -> Instant {
+        let nanos = now.as_nanos() as i128;
+        let adjusted = nanos + nanos * self.ppm as i128 / 1_000_000;
+        base + self.offset + Duration::from_nanos(adjusted.max(0) as u64)
+    }
+}
+
+/// The simulation's random source (fastrand, seeded).
+#[derive(Debug)]
+pub(crate) struct SimRng(fastrand::Rng);
+
+impl SimRng {
+    fn new(seed: u64) -> Self {
+        Self(fastrand::Rng::with_seed(seed))
+    }
+
+    /// Uniform in `0..n` (0 if `n` is 0).
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.0.u64(0..n) }
+    }
+
+    /// True with probability `p`.
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
+        self.0.f64() < p
+    }
+}
+
+const TICK: Duration = Duration::from_millis(5);
+
+/// A simulated cluster: replicas, group nodes and clients.
+#[derive(Debug)]
+pub struct ChainSim {
+    settings: SimSettings,
+    clock: SimClock,
+    base: Instant,
+    rng: SimRng,
+    net: SimNetwork<Peer, Packet>,
+    replicas: BTreeMap<ReplicaId, SimReplica>,
+    group: BTreeMap<u64, SimGroupNode>,
+    clients: Vec<SimClient>,
+    deferred: BinaryHeap<Reverse<(SimInstant, u64, ReplicaId, DeferredPacket)>>,
+    deferred_seq: u64,
+    history: Vec<(String, Operation<KvInput, KvResult>)>,
+    acked: Vec<(u64, u64)>,
+    next_tick: SimInstant,
+    next_fault: SimInstant,
+    /// Scheduled repairs: (when, what).
+    repairs: Vec<(SimInstant, Repair)>,
+    faults: u64,
+    /// `CHAIN_TRACE` set: print every delivered chain and control packet.
+    trace: bool,
+}
+
+/// A packet waiting for a busy replica (ordered by arrival only).
+#[derive(Debug)]
+struct DeferredPacket(Peer, Packet);
+
+impl PartialEq for DeferredPacket {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for DeferredPacket {}
+impl PartialOrd for DeferredPacket {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for DeferredPacket {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Repair {
+    RestartReplica(ReplicaId),
+    RestartGroup(u64),
+    Heal(Peer, Peer),
+}
+
+impl ChainSim {
+    /// A cluster as `settings` describe, at virtual time zero.
+    ///
+    /// # Panics
+    ///
+    /// If raft-rs rejects the group settings (a bug in this harness).
+    pub fn new(settings: SimSettings) -> Self {
+        let mut rng = SimRng::new(settings.seed);
+        let group_ids: Vec<u64> = (1..=settings.group_size as u64).collect();
+        let chain: Vec<ReplicaId> = (0..settings.chain_length as u64)
+            .map(|i| ReplicaId(100 + i))
+            .collect();
+        let initial = ChainConfig::initial(&chain);
+        let skew = |rng: &mut SimRng| Skew {
+            offset: Duration::from_millis(rng.below(10_000)),
+            ppm: if settings.nemesis {
+                rng.below(100_001) as i64 - 50_000
+            } else {
+                0
+            },
+        };
+        let mut group = BTreeMap::new();
+        for &id in &group_ids {
+            let mut group_settings = GroupSettings::new(group_ids.clone(), initial.clone());
+            group_settings.target_length = settings.chain_length;
+            let node = ConfigNode::new(id, group_settings).expect("valid raft settings");
+            group.insert(
+                id,
+                SimGroupNode {
+                    node: Some(node),
+                    crashed: false,
+                    skew: skew(&mut rng),
+                },
+            );
+        }
+        let mut replicas = BTreeMap::new();
+        for i in 0..(settings.chain_length + settings.spares) as u64 {
+            let id = ReplicaId(100 + i);
+            let mut replica = Replica::new(id, 0, ReplicaSettings::new(group_ids.clone()));
+            let skew = skew(&mut rng);
+            if i < settings.chain_length as u64 {
+                // The initial configuration is known to everyone from the start.
+                replica.handle_config(
+                    initial.clone(),
+                    skew.local(BASE.with(|b| *b), SimInstant::ZERO),
+                );
+            }
+            replicas.insert(
+                id,
+                SimReplica {
+                    replica: Some(replica),
+                    incarnation: 0,
+                    skew,
+                    busy_until: SimInstant::ZERO,
+                },
+            );
+        }
+        let clients = (0..settings.clients as u64)
+            .map(|i| {
+                let mut client = SimClient::new(ClientId(1000 + i));
+                client.config = Some(initial.clone());
+                client
+            })
+            .collect();
+        let faults = if settings.nemesis {
+            SimFaults::none()
+                .with_loss(0.02)
+                .with_duplicate(0.02)
+                .with_delay(Duration::from_micros(200), Duration::from_millis(3))
+                .with_reorder(0.05, Duration::from_millis(15))
+        } else {
+            SimFaults::none().with_delay(Duration::from_micros(100), Duration::from_micros(300))
+        };
+        let net_seed = rng.below(u64::MAX);
+        Self {
+            net: SimNetwork::new(net_seed, faults),
+            settings,
+            clock: SimClock::new(),
+            base: BASE.with(|b| *b),
+            rng,
+            replicas,
+            group,
+            clients,
+            deferred: BinaryHeap::new(),
+            deferred_seq: 0,
+            history: Vec::new(),
+            acked: Vec::new(),
+            next_tick: SimInstant::ZERO,
+            next_fault: SimInstant::ZERO + Duration::from_millis(300),
+            repairs: Vec::new(),
+            faults: 0,
+            trace: std::env::var_os("CHAIN_TRACE").is_some(),
+        }
+    }
+
+    /// Runs the whole scenario and checks it.
+    pub fn run(mut self) -> SimReport {
+        let load_end = SimInstant::ZERO + self.settings.duration;
+        let end = load_end + self.settings.quiesce;
+        let mut healed = false;
+        loop {
+            let now = self.clock.now();
+            let issuing = now < load_end;
+            if !issuing && !healed {
+                healed = true;
+                self.heal_everything();
+            }
+            let mut next = self.next_tick;
+            if let Some(due) = self.net.next_due() {
+                next = next.min(due);
+            }
+            if let Some(Reverse((due, ..))) = self.deferred.peek() {
+                next = next.min(*due);
+            }
+            for client in &self.clients {
+                if issuing || !client.is_idle() {
+                    next = next.min(client.next_event());
+                }
+            }
+            if self.settings.nemesis && issuing {
+                next = next.min(self.next_fault);
+                for (due, _) in &self.repairs {
+                    next = next.min(*due);
+                }
+            }
+            if next > end {
+                break;
+            }
+            self.clock.advance_to(next.max(now));
+            let now = self.clock.now();
+            while let Some((from, to, packet)) = self.net.pop_due(now) {
+                self.arrive(from, to, packet, now);
+            }
+            while self
+                .deferred
+                .peek()
+                .is_some_and(|Reverse((due, ..))| *due <= now)
+            {
+                if let Some(Reverse((_, _, id, DeferredPacket(from, packet)))) = self.deferred.pop()
+                {
+                    self.deliver_replica(id, from, packet, now);
+                }
+            }
+            if now >= self.next_tick {
+                self.next_tick = now + TICK;
+                self.tick_all(now);
+            }
+            if self.settings.nemesis && issuing {
+                self.nemesis(now);
+            }
+            self.drive_clients(issuing, now);
+            self.flush_all(now);
+        }
+        self.report(load_end)
+    }
+
+    fn report(self, load_end: SimInstant) -> SimReport {
+        let final_config = self
+            .group
+            .values()
+            .filter_map(|g| g.node.as_ref())
+            .map(|n| n.committed().clone())
+            .max_by_key(|c| c.epoch)
+            .unwrap_or_else(|| ChainConfig::initial(&[]));
+        let tail_state = final_config
+            .tail()
+            .and_then(|tail| self.replicas.get(&tail.id))
+            .and_then(|r| r.replica.as_ref())
+            .map(|r| r.machine().applied.clone())
+            .unwrap_or_default();
+        let lost_writes = self
+            .acked
+            .iter()
+            .filter(|id| !tail_state.contains(id))
+            .count();
+        let verdict = linearizability::check_kv(&self.history, 5_000_000);
+        let reads_during_load = self
+            .history
+            .iter()
+            .filter(|(_, op)| {
+                matches!(op.input, KvInput::Get)
+                    && op.ret.is_some_and(|ret| ret <= load_end.as_nanos())
+            })
+            .count();
+        SimReport {
+            verdict,
+            lost_writes,
+            completed: self.clients.iter().map(|c| c.completed).sum(),
+            reads_completed: self.clients.iter().map(|c| c.reads_completed).sum(),
+            given_up: self.clients.iter().map(|c| c.given_up).sum(),
+            reconfigurations: final_config.epoch.saturating_sub(1),
+            faults: self.faults,
+            read_throughput: reads_during_load as f64 / self.settings.duration.as_secs_f64(),
+            final_config,
+        }
+    }
+
+    fn heal_everything(&mut self) {
+        self.net.heal_all();
+        let repairs = std::mem::take(&mut self.repairs);
+        let now = self.clock.now();
+        for (_, repair) in repairs {
+            self.repair(repair, now);
+        }
+        let mut faults = self.net.faults().clone();
+        faults.loss = 0.0;
+        faults.duplicate = 0.0;
+        self.net.set_faults(faults);
+    }
+
+    fn arrive(&mut self, from: Peer, to: Peer, packet: Packet, now: SimInstant) {
+        if self.trace && !matches!(packet, Packet::Raft(_)) {
+            eprintln!("{now:?} {from:?} -> {to:?}: {packet:?}");
+        }
+        match to {
+            Peer::Replica(id) => {
+                if let Some(service) = self.settings.service_time
+                    && let Some(replica) = self.replicas.get_mut(&id)
+                {
+                    let start = replica.busy_until.max(now);
+                    replica.busy_until = start + service;
+                    self.deferred_seq += 1;
+                    self.deferred.push(Reverse((
+                        replica.busy_until,
+                        self.deferred_seq,
+                        id,
+                        DeferredPacket(from, packet),
+                    )));
+                } else {
+                    self.deliver_replica(id, from, packet, now);
+                }
+            }
+            Peer::Config(id) => {
+                let Some(group_node) = self.group.get_mut(&id) else {
+                    return;
+                };
+                let local = group_node.skew.local(self.base, now);
+                let Some(node) = group_node.node.as_mut() else {
+                    return;
+                };
+                match packet {
+                    Packet::Raft(message) => node.handle_raft(*message, local),
+                    Packet::Control(message) => node.handle_control(from, message, local),
+                    Packet::Chain(_) => {}
+                }
+                self.drain_group(id, now);
+            }
+            Peer::Client(id) => {
+                let index = (id.0 - 1000) as usize;
+                let Some(client) = self.clients.get_mut(index) else {
+                    return;
+                };
+                match packet {
+                    Packet::Chain(message) => {
+                        let outgoing = client.on_message(
+                            message,
+                            &mut self.rng,
+                            self.settings.think,
+                            now,
+                            &mut self.history,
+                            &mut self.acked,
+                        );
+                        if let Some(outgoing) = outgoing {
+                            self.send_client(index, outgoing, now);
+                        }
+                    }
+                    Packet::Control(ControlMessage::ConfigUpdate { config })
+                        if client
+                            .config
+                            .as_ref()
+                            .is_none_or(|c| c.epoch < config.epoch) =>
+                    {
+                        client.config = Some(config);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn deliver_replica(&mut self, id: ReplicaId, from: Peer, packet: Packet, now: SimInstant) {
+        let Some(sim) = self.replicas.get_mut(&id) else {
+            return;
+        };
+        let local = sim.skew.local(self.base, now);
+        let Some(replica) = sim.replica.as_mut() else {
+            return;
+        };
+        match (from, packet) {
+            (_, Packet::Chain(message)) => replica.handle_message(from, message, local),
+            (Peer::Config(group), Packet::Control(message)) => {
+                replica.handle_control(group, message, local);
+            }
+            _ => {}
+        }
+        self.drain_replica(id, now);
+    }
+
+    fn tick_all(&mut self, now: SimInstant) {
+        let ids: Vec<u64> = self.group.keys().copied().collect();
+        for id in ids {
+            if let Some(group_node) = self.group.get_mut(&id) {
+                let local = group_node.skew.local(self.base, now);
+                if let Some(node) = group_node.node.as_mut() {
+                    node.handle_tick(local);
+                }
+            }
+            self.drain_group(id, now);
+        }
+        let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+        for id in ids {
+            if let Some(sim) = self.replicas.get_mut(&id) {
+                let local = sim.skew.local(self.base, now);
+                if let Some(replica) = sim.replica.as_mut() {
+                    replica.handle_tick(local);
+                }
+            }
+            self.drain_replica(id, now);
+        }
+    }
+
+    fn flush_all(&mut self, now: SimInstant) {
+        let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+        for id in ids {
+            if let Some(sim) = self.replicas.get_mut(&id) {
+                let local = sim.skew.local(self.base, now);
+                if let Some(replica) = sim.replica.as_mut() {
+                    replica.flush(local);
+                }
+            }
+            self.drain_replica(id, now);
+        }
+    }
+
+    fn drain_replica(&mut self, id: ReplicaId, now: SimInstant) {
+        let Some(replica) = self.replicas.get_mut(&id).and_then(|s| s.replica.as_mut()) else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(action) = replica.poll_action() {
+            out.push(action);
+        }
+        for action in out {
+            match action {
+                Action::Send { to, message } => {
+                    self.net
+                        .send(Peer::Replica(id), to, Packet::Chain(message), now);
+                }
+                Action::Control { to, message } => {
+                    self.net.send(
+                        Peer::Replica(id),
+                        Peer::Config(to),
+                        Packet::Control(message),
+                        now,
+                    );
+                }
+            }
+        }
+    }
+
+    fn drain_group(&mut self, id: u64, now: SimInstant) {
+        let Some(node) = self.group.get_mut(&id).and_then(|g| g.node.as_mut()) else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(action) = node.poll_action() {
+            out.push(action);
+        }
+        for action in out {
+            match action {
+                GroupAction::Raft { to, message } => self.net.send(
+                    Peer::Config(id),
+                    Peer::Config(to),
+                    Packet::Raft(Box::new(message)),
+                    now,
+                ),
+                GroupAction::Send { to, message } => {
+                    self.net
+                        .send(Peer::Config(id), to, Packet::Control(message), now);
+                }
+            }
+        }
+    }
+
+    fn drive_clients(&mut self, issuing: bool, now: SimInstant) {
+        for index in 0..self.clients.len() {
+            let client = &mut self.clients[index];
+            let outgoing = if client.is_idle() {
+                if !issuing || now < client.next_op_at {
+                    continue;
+                }
+                Some(client.start(
+                    &mut self.rng,
+                    self.settings.keys,
+                    self.settings.read_fraction,
+                    self.settings.deadline,
+                    now,
+                    &mut self.history,
+                ))
+            } else if now >= client.next_event() {
+                client.on_timer(&mut self.rng, now)
+            } else {
+                None
+            };
+            if let Some(outgoing) = outgoing {
+                self.send_client(index, outgoing, now);
+            }
+        }
+    }
+
+    fn send_client(&mut self, index: usize, outgoing: Outgoing, now: SimInstant) {
+        let Some(client) = self.clients.get(index) else {
+            return;
+        };
+        let from = Peer::Client(client.id);
+        if outgoing.refresh || client.config.is_none() {
+            let group = 1 + self.rng.below(self.settings.group_size as u64);
+            self.net.send(
+                from,
+                Peer::Config(group),
+                Packet::Control(ControlMessage::ConfigQuery),
+                now,
+            );
+        }
+        let Some(config) = &client.config else { return };
+        let target = match outgoing.target {
+            Target::Head => config.head(),
+            Target::Reader if self.settings.craq => {
+                let i = self.rng.below(config.members.len() as u64) as usize;
+                config.members.get(i).copied()
+            }
+            Target::Reader => config.tail(),
+        };
+        if let Some(member) = target {
+            self.net.send(
+                from,
+                Peer::Replica(member.id),
+                Packet::Chain(outgoing.message),
+                now,
+            );
+        }
+    }
+
+    fn nemesis(&mut self, now: SimInstant) {
+        let due: Vec<Repair> = self
+            .repairs
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, r)| *r)
+            .collect();
+        self.repairs.retain(|(at, _)| *at > now);
+        for repair in due {
+            self.repair(repair, now);
+        }
+        if now < self.next_fault {
+            return;
+        }
+        self.next_fault = now + Duration::from_millis(100 + self.rng.below(400));
+        let later = |rng: &mut SimRng| now + Duration::from_millis(150 + rng.below(700));
+        match self.rng.below(5) {
+            0 => {
+                let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+                let id = ids[self.rng.below(ids.len() as u64) as usize];
+                if self.may_crash(id) {
+                    self.faults += 1;
+                    self.net.crash(Peer::Replica(id));
+                    if let Some(sim) = self.replicas.get_mut(&id) {
+                        sim.replica = None;
+                    }
+                    let at = later(&mut self.rng);
+                    self.repairs.push((at, Repair::RestartReplica(id)));
+                }
+            }
+            1 => {
+                let crashed = self.group.values().filter(|g| g.crashed).count();
+                let id = 1 + self.rng.below(self.settings.group_size as u64);
+                // Keep a majority up: at most one of 3 down, two of 5.
+                if (crashed + 1) * 2 < self.settings.group_size
+                    && let Some(group_node) = self.group.get_mut(&id)
+                    && !group_node.crashed
+                {
+                    self.faults += 1;
+                    group_node.crashed = true;
+                    self.net.crash(Peer::Config(id));
+                    let at = later(&mut self.rng);
+                    self.repairs.push((at, Repair::RestartGroup(id)));
+                }
+            }
+            kind => {
+                let a = self.random_peer();
+                let b = self.random_peer();
+                if a != b {
+                    self.faults += 1;
+                    if kind == 2 {
+                        self.net.partition_one_way(a, b);
+                    } else {
+                        self.net.partition(a, b);
+                    }
+                    let at = later(&mut self.rng);
+                    self.repairs.push((at, Repair::Heal(a, b)));
+                }
+            }
+        }
+    }
+
+    fn random_peer(&mut self) -> Peer {
+        let replicas = self.replicas.len() as u64;
+        let i = self.rng.below(replicas + self.settings.group_size as u64);
+        if i < replicas {
+            Peer::Replica(ReplicaId(100 + i))
+        } else {
+            Peer::Config(1 + i - replicas)
+        }
+    }
+
+    /// A replica may lose its state only if another member of the latest committed
+    /// configuration is up and caught up in it: the nemesis never destroys the last copy
+    /// (no replication scheme survives that without durable storage).
+    fn may_crash(&self, id: ReplicaId) -> bool {
+        let Some(latest) = self
+            .group
+            .values()
+            .filter_map(|g| g.node.as_ref())
+            .map(|n| n.committed())
+            .max_by_key(|c| c.epoch)
+        else {
+            return false;
+        };
+        latest.members.iter().any(|member| {
+            member.id != id
+                && self
+                    .replicas
+                    .get(&member.id)
+                    .and_then(|s| s.replica.as_ref())
+                    .is_some_and(|r| {
+                        r.incarnation() == member.incarnation
+                            && r.is_synced()
+                            && r.config().is_some_and(|c| c.epoch == latest.epoch)
+                    })
+        })
+    }
+
+    fn repair(&mut self, repair: Repair, _now: SimInstant) {
+        match repair {
+            Repair::RestartReplica(id) => {
+                let group: Vec<u64> = self.group.keys().copied().collect();
+                if let Some(sim) = self.replicas.get_mut(&id)
+                    && sim.replica.is_none()
+                {
+                    sim.incarnation += 1;
+                    sim.replica = Some(Replica::new(
+                        id,
+                        sim.incarnation,
+                        ReplicaSettings::new(group),
+                    ));
+                    self.net.restart(&Peer::Replica(id));
+                }
+            }
+            Repair::RestartGroup(id) => {
+                if let Some(group_node) = self.group.get_mut(&id)
+                    && group_node.crashed
+                {
+                    group_node.crashed = false;
+                    group_node.node = group_node.node.take().and_then(|n| n.restart().ok());
+                    self.net.restart(&Peer::Config(id));
+                }
+            }
+            Repair::Heal(a, b) => self.net.heal(&a, &b),
+        }
+    }
+}
+
+thread_local! {
+    /// One anchor per thread so that every `Instant` handed to the cores is derived from it.
+    static BASE: Instant = Instant::now();
+}
