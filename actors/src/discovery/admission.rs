@@ -11,9 +11,9 @@ use super::{Candidate, DiscoveryCounters};
 /// configuration, never by what peers send.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    /// When each address was last admitted; entries older than `rediscover_after` are dead
-    /// and purged when the table fills.
-    known: HashMap<SocketAddr, Instant>,
+    /// Addresses waiting in `pending` or handed over recently; entries handed over more than
+    /// `rediscover_after` ago are dead and purged when the table fills.
+    known: HashMap<SocketAddr, Known>,
     pending: VecDeque<Candidate>,
     tokens: u32,
     /// When the next token is due (meaningful while `tokens < burst`).
@@ -23,6 +23,15 @@ pub(crate) struct Admission {
     rediscover_after: Duration,
     max_known: usize,
     max_pending: usize,
+}
+
+/// What the table knows of an address.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    /// Waiting in the queue.
+    Queued,
+    /// Handed to gossip at this time.
+    HandedOver(Instant),
 }
 
 impl Admission {
@@ -56,8 +65,11 @@ impl Admission {
         now: Instant,
         counters: &mut DiscoveryCounters,
     ) {
-        let recent = |at: &Instant| now.saturating_duration_since(*at) < self.rediscover_after;
-        if self.known.get(&candidate.addr).is_some_and(recent) {
+        let live = |known: &Known| match known {
+            Known::Queued => true,
+            Known::HandedOver(at) => now.saturating_duration_since(*at) < self.rediscover_after,
+        };
+        if self.known.get(&candidate.addr).is_some_and(live) {
             counters.duplicates += 1;
             return;
         }
@@ -67,14 +79,14 @@ impl Admission {
             return;
         }
         if !self.known.contains_key(&candidate.addr) && self.known.len() >= self.max_known {
-            self.known.retain(|_, at| recent(at));
+            self.known.retain(|_, known| live(known));
             if self.known.len() >= self.max_known {
                 counters.table_full += 1;
                 tracing::debug!(addr = %candidate.addr, "discovery table full, candidate dropped");
                 return;
             }
         }
-        self.known.insert(candidate.addr, now);
+        self.known.insert(candidate.addr, Known::Queued);
         self.pending.push_back(candidate);
     }
 
@@ -94,6 +106,9 @@ impl Admission {
             self.next_token = now + self.period;
         }
         self.tokens -= 1;
+        // The dedup window starts when gossip gets the address, not when it was queued, so two
+        // hand-overs of one address are always `rediscover_after` apart.
+        self.known.insert(candidate.addr, Known::HandedOver(now));
         Some(candidate)
     }
 

@@ -506,3 +506,72 @@ fn every_dropped_beacon_emits_one_tracing_event_of_ours() {
     assert_eq!(counters.dropped(), 4);
     assert_eq!(events.load(Ordering::Relaxed), 4);
 }
+
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Resolve the name to these addresses (last octet, port offset).
+        Resolve(Vec<(u8, u8)>),
+        /// Let this many milliseconds pass, then take what the limiter releases.
+        Wait(u16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            proptest::collection::vec((0u8..8, 0u8..4), 0..20).prop_map(Step::Resolve),
+            (0u16..3_000).prop_map(Step::Wait),
+        ]
+    }
+
+    proptest! {
+        /// Against a model: no address is handed over twice within `rediscover_after`, never
+        /// more than `burst + rate * elapsed` candidates, and the queue stays bounded.
+        #[test]
+        fn admission_deduplicates_and_rate_limits(steps in proptest::collection::vec(step(), 1..60)) {
+            let start = Instant::now();
+            let mut config = config(1);
+            let name = DnsName::new("n", 1);
+            config.dns = vec![name.clone()];
+            config.rate_per_second = 5;
+            config.burst = 4;
+            config.max_pending = 16;
+            config.rediscover_after = Duration::from_secs(2);
+            let mut discovery = Discovery::new(config, Security::Plaintext, start);
+            let mut now = start;
+            let mut last_emitted: HashMap<SocketAddr, Instant> = HashMap::new();
+            let mut emitted = 0u64;
+            for step in steps {
+                match step {
+                    Step::Resolve(records) => {
+                        let addrs = records.iter().map(|(ip, port)| addr(*ip + 10, 7000 + u16::from(*port))).collect();
+                        discovery.handle_resolved(&name, Ok(addrs), now);
+                    }
+                    Step::Wait(ms) => now += Duration::from_millis(u64::from(ms)),
+                }
+                while let Some(candidate) = discovery.poll_candidate(now) {
+                    emitted += 1;
+                    if let Some(at) = last_emitted.insert(candidate.addr, now) {
+                        prop_assert!(now - at >= Duration::from_secs(2), "again after {:?}", now - at);
+                    }
+                }
+                let elapsed = (now - start).as_millis() as u64;
+                prop_assert!(emitted <= 4 + elapsed * 5 / 1_000 + 1, "{emitted} after {elapsed} ms");
+                prop_assert!(discovery.pending() <= 16);
+                // Run the timers (the name falls due) so that only the limiter's deadline
+                // can remain.
+                discovery.handle_timeout(now);
+                let _ = actions(&mut discovery);
+                if discovery.pending() > 0 {
+                    prop_assert!(discovery.poll_timeout().is_some_and(|t| t > now));
+                }
+            }
+            prop_assert_eq!(discovery.counters().emitted, emitted);
+        }
+    }
+}
