@@ -11,4 +11,5 @@ pub mod chain;
 // here would make rustdoc resolve the module's intra-doc links in the crate root).
 pub mod discovery;
 pub mod gossip;
+pub mod registry;
 pub mod sim;
