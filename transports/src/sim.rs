@@ -9,14 +9,12 @@
 //! [`SimNetwork::pop_due`] and moves its clock to [`SimNetwork::next_due`].
 
 mod clock;
-mod rng;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 pub use clock::{SimClock, SimInstant};
-use rng::SimRng;
 
 /// The faults a [`SimNetwork`] applies to every datagram.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +122,7 @@ pub struct SimStats {
 /// ```
 #[derive(Debug)]
 pub struct SimNetwork<A, P> {
-    rng: SimRng,
+    rng: fastrand::Rng,
     faults: SimFaults,
     in_flight: BinaryHeap<InFlight<A, P>>,
     /// Tie-breaker for datagrams due at the same instant: send order, so the heap never
@@ -144,7 +142,7 @@ where
     /// An empty network whose random choices all follow from `seed`.
     pub fn new(seed: u64, faults: SimFaults) -> Self {
         Self {
-            rng: SimRng::with_seed(seed),
+            rng: fastrand::Rng::with_seed(seed),
             faults,
             in_flight: BinaryHeap::new(),
             next_seq: 0,
@@ -178,11 +176,11 @@ where
             self.stats.partitioned += 1;
             return;
         }
-        if self.rng.chance(self.faults.loss) {
+        if chance(&mut self.rng, self.faults.loss) {
             self.stats.lost += 1;
             return;
         }
-        if self.rng.chance(self.faults.duplicate) {
+        if chance(&mut self.rng, self.faults.duplicate) {
             self.stats.duplicated += 1;
             let due = now + self.draw_delay();
             self.enqueue(due, from.clone(), to.clone(), payload.clone());
@@ -288,10 +286,10 @@ where
         let faults = &self.faults;
         let min = duration_nanos(faults.delay_min);
         let max = duration_nanos(faults.delay_max);
-        let mut nanos = self.rng.in_range(min, max);
-        if self.rng.chance(self.faults.reorder) {
+        let mut nanos = self.rng.u64(min..=max.max(min));
+        if chance(&mut self.rng, self.faults.reorder) {
             let extra = duration_nanos(self.faults.reorder_delay);
-            nanos = nanos.saturating_add(self.rng.in_range(0, extra));
+            nanos = nanos.saturating_add(self.rng.u64(0..=extra));
         }
         Duration::from_nanos(nanos)
     }
@@ -307,6 +305,12 @@ where
             payload,
         });
     }
+}
+
+/// `true` with probability `p`; draws nothing when `p <= 0`, so a fault that is off does not
+/// shift the random stream of the others.
+fn chance(rng: &mut fastrand::Rng, p: f64) -> bool {
+    p > 0.0 && rng.f64() < p
 }
 
 fn duration_nanos(duration: Duration) -> u64 {
