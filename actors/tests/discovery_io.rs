@@ -166,6 +166,13 @@ fn unicast_beacons_through_the_broadcast_transport() {
             seen_by_b.map(|c| c.addr),
             Some(SocketAddr::from(([127, 0, 0, 1], 7201)))
         );
+        // Node 2 restarts (same node id, new gossip port): its new beacons carry a higher
+        // incarnation, so node 1 does not take them for replays.
+        b.stop();
+        b.wait().await;
+        let (b, _b_rx) = spawn_node(2, 7003, port_b, port_a);
+        let seen_again = wait_for(&a_rx, |c| c.addr.port() == 7003).await;
+        assert_eq!(seen_again.map(|c| c.node), Some(Some(NodeId::from_u128(2))));
         for actor in [a, b] {
             actor.stop();
             actor.wait().await;

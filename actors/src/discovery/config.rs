@@ -73,8 +73,10 @@ pub struct DiscoveryConfig {
     /// Default `None`; receiving beacons needs no setting here.
     pub beacon_interval: Option<Duration>,
     /// The incarnation written into this node's sealed beacons. Receivers reject a beacon
-    /// whose incarnation is older than one they accepted from the same node, so a restarted
-    /// discovery must use a higher one (the driver uses the wall clock in milliseconds).
+    /// whose incarnation is older than one they accepted from the same node (and a replay of
+    /// one they accepted), so a restarted discovery must use a higher one. Default 0, which
+    /// the [`DiscoveryActor`](super::DiscoveryActor) replaces with the wall clock in
+    /// microseconds since the Unix epoch when it starts.
     pub beacon_incarnation: Incarnation,
     /// An address handed to gossip is not handed over again before this much time has
     /// passed. Default [`DEFAULT_REDISCOVER_AFTER`].

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_net::UdpSocket;
 use mdns_sd::ServiceEvent;
@@ -11,7 +11,7 @@ use phalanx_runtime::{
     Actor, ActorRef, Context, ExitReason, HandlerError, Reply, Task, sleep_until, spawn,
     spawn_blocking,
 };
-use phalanx_transports::Security;
+use phalanx_transports::{Incarnation, Security};
 
 use super::mdns::{self, Mdns};
 use super::socket::{broadcast_socket, multicast_socket};
@@ -300,7 +300,11 @@ impl Actor for DiscoveryActor {
                 Some(mdns)
             }
         };
-        let core = Discovery::new(self.config.discovery.clone(), security, Instant::now());
+        let mut core_config = self.config.discovery.clone();
+        if core_config.beacon_incarnation == Incarnation(0) {
+            core_config.beacon_incarnation = wall_clock_incarnation();
+        }
+        let core = Discovery::new(core_config, security, Instant::now());
         self.running = Some(Running {
             core,
             sender,
@@ -347,6 +351,17 @@ impl Actor for DiscoveryActor {
             let _ = mdns.daemon.shutdown();
         }
     }
+}
+
+/// The wall clock in microseconds since the Unix epoch: each start of a node's discovery
+/// seals its beacons with a higher incarnation than the last, so receivers do not take them
+/// for replays (unless the clock steps back, in which case beacons are ignored until it
+/// catches up; seeds, DNS and mDNS are unaffected).
+fn wall_clock_incarnation() -> Incarnation {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |since| since.as_micros());
+    Incarnation(u64::try_from(micros).unwrap_or(u64::MAX).max(1))
 }
 
 /// Resolves `name` on the blocking pool and reports back.
