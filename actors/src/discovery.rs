@@ -16,6 +16,18 @@
 //! [`DiscoveryActor`] is that driver: an actor with a multicast socket (socket2, then
 //! async-net), DNS resolution on the blocking pool, and an optional mDNS daemon.
 //!
+//! Beacons are sealed with the transports [`Codec`] as `Control` frames: with the cluster's
+//! keyring they are encrypted and authenticated, and every bad one (garbled, truncated,
+//! oversized, wrong cluster, wrong key, wrong version, replayed) is dropped, counted by reason
+//! in [`BeaconCounters`] and logged with one `tracing` event; the layout is in
+//! [`Beacon`]'s module. mDNS records are not authenticated (that is mDNS), so they are hints
+//! like any candidate: gossip decides by talking to the address.
+//!
+//! The I/O tests (`actors/tests/discovery_io.rs`) never send off the machine: multicast runs
+//! on the loopback interface with TTL 0, DNS resolves `localhost` and a numeric name, and
+//! mDNS runs in a network namespace with only loopback (skipped where none can be made).
+//! IPv6 multicast has code but no test: this sandbox's loopback has no IPv6 multicast route.
+//!
 //! # Examples
 //!
 //! ```
