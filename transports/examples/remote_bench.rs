@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime, spawn_actor};
 use phalanx_transports::{
-    ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NodeId, RemoteMessage,
-    Remoting, SharedKeyring,
+    ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NodeId, RemoteMessage, Remoting,
+    SharedKeyring,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<28} {:>14} {:>14}", "", "ask RTT p50", "tell 64 B/s");
     println!("{:<28} {:>12.1}us {:>14.0}", "raw TCP", raw_rtt, raw_rate);
     for (label, security) in [
-        ("remote, encrypted", EndpointSecurity::Keyring(SharedKeyring::new(Key::generate()?))),
+        (
+            "remote, encrypted",
+            EndpointSecurity::Keyring(SharedKeyring::new(Key::generate()?)),
+        ),
         ("remote, plaintext", EndpointSecurity::Plaintext),
     ] {
         let (rtt, rate) = runtime.block_on(remote(security))?;

@@ -14,6 +14,7 @@
 //! with exponential backoff, once there is something to send.
 
 mod handshake;
+mod key_follower;
 mod outbox;
 
 use std::collections::HashMap;
@@ -30,13 +31,14 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
 use phalanx_runtime::Handle;
 
 use crate::backoff::Backoff;
-use crate::codec::{Codec, CodecConfig, DEFAULT_MAX_STREAM_FRAME, Security};
+use crate::codec::{Codec, CodecConfig, DEFAULT_MAX_STREAM_FRAME};
 use crate::counters::DropCounters;
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{ClusterId, FrameKind, Incarnation, NodeId};
 use crate::shared_keyring::SharedKeyring;
 use crate::stream::StreamDecoder;
 use crate::transport::{ByteStream, Transport, TransportError};
+use key_follower::KeyFollower;
 pub(crate) use outbox::{Mode, Outbox, TooLarge};
 
 /// Default payload bytes per batch (one sealed frame).
@@ -66,6 +68,10 @@ pub struct EndpointConfig {
     pub backoff_base: Duration,
     /// Longest reconnection delay (default 2 s).
     pub backoff_cap: Duration,
+    /// How long an inbound connection still opens frames sealed with a key this node removed,
+    /// while its peer has not switched to another key yet (default 30 s; see
+    /// [`SharedKeyring`]).
+    pub removed_key_grace: Duration,
 }
 
 impl EndpointConfig {
@@ -81,6 +87,7 @@ impl EndpointConfig {
             handshake_timeout: Duration::from_secs(5),
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_secs(2),
+            removed_key_grace: Duration::from_secs(30),
         }
     }
 }
@@ -487,7 +494,10 @@ impl Shared {
         if let Some(peer) = peers.get(&addr) {
             return Arc::clone(peer);
         }
-        let max_payload = self.codec().max_stream_payload();
+        let max_payload = self
+            .codec_config()
+            .stream_frame_limit()
+            .saturating_sub(crate::envelope::MAX_OVERHEAD);
         let peer = Arc::new(Peer {
             addr,
             outbox: Outbox::new(
@@ -508,18 +518,23 @@ impl Shared {
         peer
     }
 
-    fn codec(&self) -> Codec {
+    fn codec_config(&self) -> CodecConfig {
         let mut config = CodecConfig::new(
             self.config.cluster,
             self.config.node,
             self.config.incarnation,
         );
         config.max_stream_frame = self.config.max_stream_frame;
-        let security = match &self.security {
-            EndpointSecurity::Plaintext => Security::Plaintext,
-            EndpointSecurity::Keyring(keys) => Security::Keyring(keys.snapshot().0),
-        };
-        Codec::new(config, security)
+        config
+    }
+
+    /// A codec for a new connection and the follower that keeps its keys current.
+    fn connection_codec(&self) -> (Codec, KeyFollower) {
+        KeyFollower::codec(
+            self.codec_config(),
+            &self.security,
+            self.config.removed_key_grace,
+        )
     }
 
     fn link_up(&self, node: NodeId, incarnation: Incarnation, listen: SocketAddr) {
@@ -577,40 +592,6 @@ impl Shared {
     }
 }
 
-/// Keeps a codec's keyring in step with the node's [`SharedKeyring`].
-struct KeyFollower {
-    keys: Option<SharedKeyring>,
-    seen: u64,
-}
-
-impl KeyFollower {
-    fn new(security: &EndpointSecurity) -> KeyFollower {
-        match security {
-            EndpointSecurity::Keyring(keys) => KeyFollower {
-                seen: keys.version(),
-                keys: Some(keys.clone()),
-            },
-            EndpointSecurity::Plaintext => KeyFollower {
-                keys: None,
-                seen: 0,
-            },
-        }
-    }
-
-    /// Must be called before every seal or open: one atomic load when nothing changed.
-    fn refresh(&mut self, codec: &mut Codec) {
-        let Some(keys) = &self.keys else { return };
-        if keys.version() == self.seen {
-            return;
-        }
-        let (ring, version) = keys.snapshot();
-        if let Some(current) = codec.keyring_mut() {
-            *current = ring;
-        }
-        self.seen = version;
-    }
-}
-
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LinkError {
@@ -648,8 +629,7 @@ async fn accept_loop(shared: Arc<Shared>) {
 }
 
 async fn inbound(shared: Arc<Shared>, mut stream: Box<dyn ByteStream>, from: SocketAddr) {
-    let mut codec = shared.codec();
-    let mut keys = KeyFollower::new(&shared.security);
+    let (mut codec, mut keys) = shared.connection_codec();
     let mut decoder = StreamDecoder::new();
     let handshake = phalanx_runtime::timeout(
         shared.config.handshake_timeout,
@@ -698,7 +678,7 @@ async fn read_loop(
     let mut buf = vec![0; 64 * 1024];
     loop {
         loop {
-            keys.refresh(codec);
+            keys.refresh(codec, decoder.last_key());
             let Some(frame) = decoder.next_frame(codec)? else {
                 break;
             };
@@ -729,8 +709,7 @@ async fn outbound(shared: Arc<Shared>, peer: Arc<Peer>) {
         hasher.finish(),
     );
     while peer.outbox.wait_for_work().await {
-        let mut codec = shared.codec();
-        let mut keys = KeyFollower::new(&shared.security);
+        let (mut codec, mut keys) = shared.connection_codec();
         match dial(&shared, &peer, &mut codec).await {
             Ok((stream, header)) => {
                 backoff.reset();
@@ -815,7 +794,7 @@ async fn write_loop(
         let mut batches = Vec::new();
         let mut out = Vec::new();
         while outbox.take(&mut batches).await {
-            keys.refresh(codec);
+            keys.refresh(codec, None);
             out.clear();
             for batch in &batches {
                 codec.seal_stream_frame_into(FrameKind::ActorMessage, batch, &mut out)?;

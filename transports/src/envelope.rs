@@ -181,6 +181,16 @@ pub(crate) fn open(
     parse_body(body, cluster)
 }
 
+/// The key id an envelope names, if it is sealed. Trustworthy once the envelope has opened:
+/// the id is associated data.
+pub(crate) fn key_id(bytes: &[u8]) -> Option<KeyId> {
+    if bytes.get(5) != Some(&MODE_XCHACHA20_POLY1305) {
+        return None;
+    }
+    let id = bytes.get(PREFIX_LEN..PREFIX_LEN + 4)?;
+    Some(KeyId(u32::from_le_bytes([id[0], id[1], id[2], id[3]])))
+}
+
 fn decrypt(bytes: &[u8], ring: &crate::Keyring) -> Result<Vec<u8>, DecodeError> {
     let len = bytes.len();
     let needed = SEALED_HEADER_LEN + TAG_LEN;

@@ -173,6 +173,20 @@ impl Keyring {
         hinted.chain(self.keys.iter().filter(move |k| k.id != hint))
     }
 
+    /// Takes the key `id` out, whatever its place. This may leave the ring without a primary,
+    /// so it is only for a ring about to be replaced.
+    pub(crate) fn take(&mut self, id: KeyId) -> Option<InstalledKey> {
+        let index = self.position(id).ok()?;
+        Some(self.keys.remove(index))
+    }
+
+    /// Appends `key` for decryption only, unless a key with its id is installed.
+    pub(crate) fn keep(&mut self, key: InstalledKey) {
+        if self.position(key.id).is_err() {
+            self.keys.push(key);
+        }
+    }
+
     fn position(&self, id: KeyId) -> Result<usize, KeyringError> {
         self.keys
             .iter()

@@ -17,7 +17,10 @@ use crate::keyring::{Key, KeyId, Keyring, KeyringError};
 /// cluster is: [`install`](Self::install) the new key everywhere, then
 /// [`use_key`](Self::use_key) it everywhere, then [`remove`](Self::remove) the old one
 /// everywhere. Frames in flight stay readable throughout, because every installed key is
-/// tried on decrypt.
+/// tried on decrypt; and a connection whose peer was still sealing with a key when this node
+/// removed it keeps that key until the peer's frames switch to another one (at most
+/// [`EndpointConfig::removed_key_grace`](crate::EndpointConfig::removed_key_grace)), so frames
+/// sealed just before the peer's `use_key` and read after the local `remove` still open.
 ///
 /// # Examples
 ///

@@ -12,8 +12,10 @@
 //! fresh challenges, which is the job of the connection layer above.
 
 use crate::codec::Codec;
+use crate::envelope;
 use crate::error::DecodeError;
 use crate::frame::{Frame, Incarnation, NodeId};
+use crate::keyring::KeyId;
 
 const LENGTH_PREFIX: usize = 4;
 
@@ -51,6 +53,8 @@ pub struct StreamDecoder {
     start: usize,
     /// The peer fixed by the first accepted frame, and the last sequence number accepted.
     peer: Option<(NodeId, Incarnation, u64)>,
+    /// The key that sealed the last accepted frame (the key the peer seals with now).
+    last_key: Option<KeyId>,
     poisoned: bool,
 }
 
@@ -99,6 +103,11 @@ impl StreamDecoder {
         }
     }
 
+    /// The key that sealed the last frame accepted, `None` in plaintext or before any frame.
+    pub(crate) fn last_key(&self) -> Option<KeyId> {
+        self.last_key
+    }
+
     /// Bytes pushed and not yet decoded.
     pub fn buffered(&self) -> usize {
         self.buffer.len() - self.start
@@ -120,6 +129,7 @@ impl StreamDecoder {
             return Ok(None);
         };
         let frame = codec.open_stream_envelope(envelope)?;
+        let key = envelope::key_id(envelope);
         self.start += LENGTH_PREFIX + len;
         if self.start == self.buffer.len() {
             self.buffer.clear();
@@ -141,6 +151,7 @@ impl StreamDecoder {
             }),
             _ => {
                 self.peer = Some((header.sender, header.incarnation, header.sequence));
+                self.last_key = key;
                 Ok(Some(frame))
             }
         }
