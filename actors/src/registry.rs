@@ -82,7 +82,7 @@ mod notice;
 mod replica;
 mod wire;
 
-pub use cluster::ClusterRegistry;
+pub use cluster::{Claimant, ClusterRegistry};
 pub use notice::{JoinError, Notice, RegisterError, RejoinError, UnregisterError};
 pub use wire::{
     ActorAddr, DecodeError, Delta, EncodeError, MAX_DELTA_LEN, MAX_DELTA_OPS, MAX_NAME_LEN,

@@ -54,6 +54,17 @@ pub struct ClusterRegistry {
     outbox: VecDeque<Delta>,
 }
 
+/// One claim on a name, as [`ClusterRegistry::claimants`] lists them.
+///
+/// Claims are ordered by `(lamport, actor.node, actor.incarnation)`; the lowest wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Claimant {
+    /// The claiming actor.
+    pub actor: ActorAddr,
+    /// The Lamport stamp of the registration.
+    pub lamport: u64,
+}
+
 /// The keys a change may affect, to report what it did.
 #[derive(Debug, Default)]
 struct Touched {
@@ -89,21 +100,28 @@ impl ClusterRegistry {
 
     /// The actor `name` resolves to in this node's view, if any.
     pub fn whereis(&self, name: &str) -> Option<ActorAddr> {
-        self.claimants(name).into_iter().next()
+        self.replicas
+            .iter()
+            .filter_map(|(origin, replica)| Some(stamped(*origin, replica.claim(name)?)))
+            .min()
+            .map(|(_, actor)| actor)
     }
 
-    /// Every actor with a live claim on `name` in this node's view, the winner first.
+    /// Every live claim on `name` in this node's view, the winner first.
     ///
     /// More than one means a conflict that has not yet been settled: the losers' nodes
     /// withdraw their claims when they see the winner's.
-    pub fn claimants(&self, name: &str) -> Vec<ActorAddr> {
+    pub fn claimants(&self, name: &str) -> Vec<Claimant> {
         let mut claims: Vec<_> = self
             .replicas
             .iter()
             .filter_map(|(origin, replica)| Some(stamped(*origin, replica.claim(name)?)))
             .collect();
         claims.sort_unstable();
-        claims.into_iter().map(|(_, addr)| addr).collect()
+        claims
+            .into_iter()
+            .map(|((lamport, _, _), actor)| Claimant { actor, lamport })
+            .collect()
     }
 
     /// Every registered name and the actor it resolves to.
