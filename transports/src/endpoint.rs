@@ -386,6 +386,11 @@ impl Endpoint {
         lock(&self.shared.nodes).get(&node).is_some_and(|e| e.up)
     }
 
+    /// The incarnation `node` last connected with, if it ever did (up or not).
+    pub fn peer_incarnation(&self, node: NodeId) -> Option<Incarnation> {
+        lock(&self.shared.nodes).get(&node).map(|e| e.incarnation)
+    }
+
     /// Input dropped by this endpoint's connections so far, per reason (counted when a
     /// connection ends, which every decode error causes).
     pub fn drop_counters(&self) -> DropCounters {
@@ -557,6 +562,9 @@ impl Shared {
                 up = true;
             }
         }
+        if down {
+            self.close_outbound_to(node);
+        }
         if let Some(handler) = self.handler.upgrade() {
             if down {
                 handler.peer_down(node);
@@ -581,8 +589,26 @@ impl Shared {
         };
         if down {
             tracing::debug!(%node, "peer down");
+            self.close_outbound_to(node);
             if let Some(handler) = self.handler.upgrade() {
                 handler.peer_down(node);
+            }
+        }
+    }
+
+    /// Ends the outbound connections to `node`, just declared down (its inbound connection
+    /// ended, or it came back with a new incarnation): what the old incarnation did not read
+    /// is lost either way, and [`Endpoint::connect`] must not report a stale connection as up.
+    fn close_outbound_to(&self, node: NodeId) {
+        let peers: Vec<Arc<Peer>> = lock(&self.peers).values().cloned().collect();
+        for peer in peers {
+            let mut connected = lock(&peer.connected);
+            if *connected == Some(node) {
+                *connected = None;
+                drop(connected);
+                let dropped = peer.outbox.set_mode(Mode::Discard);
+                self.discarded_bytes
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
             }
         }
     }

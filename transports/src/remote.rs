@@ -16,7 +16,9 @@
 //!   ask cleanly;
 //! - the reference's address is a local *proxy*: monitor or link it as any actor. It ends
 //!   with the remote actor's exit reason, or with `ExitReason::NodeDown` when the connection
-//!   to the node is lost;
+//!   to the node is lost. An ended reference stays ended: `tell` hands the message back, and
+//!   nothing sent on it reaches a restarted node (a new incarnation, whose actors get fresh
+//!   random-based ids);
 //! - `stop` and `kill` on the reference reach the remote actor.
 //!
 //! The message type names itself with [`RemoteMessage::TAG`]; lookups and spawns check it, so
@@ -35,7 +37,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -172,12 +174,27 @@ pub(crate) struct Inner {
     awaiting: Mutex<HashMap<u64, (NodeId, ExportedReply)>>,
     /// Lookups and spawns waiting for `Resolved`.
     requests: Mutex<HashMap<u64, PendingRequest>>,
-    /// Local proxies of remote actors, by watch id.
-    proxies: Mutex<HashMap<u64, (NodeId, Addr)>>,
+    /// Local proxies of remote actors, by watch id, with their routes' end flags.
+    proxies: Mutex<HashMap<u64, ProxyEntry>>,
     /// Tasks reporting the end of local exports to watching nodes.
     watches: Mutex<HashMap<(NodeId, u64), Task<()>>>,
     next_id: AtomicU64,
     malformed: AtomicU64,
+}
+
+/// A local proxy of a remote actor.
+struct ProxyEntry {
+    node: NodeId,
+    addr: Addr,
+    /// Shared with the reference's route, which stops sending once it is set.
+    ended: Arc<AtomicBool>,
+}
+
+impl ProxyEntry {
+    fn end(self, reason: &ExitReason) {
+        self.ended.store(true, Ordering::Relaxed);
+        end_proxy(&self.addr, reason);
+    }
 }
 
 /// A lookup or spawn sent to `node`, waiting for its `Resolved`.
@@ -231,7 +248,7 @@ impl Remoting {
                 requests: Mutex::new(HashMap::new()),
                 proxies: Mutex::new(HashMap::new()),
                 watches: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(1),
+                next_id: AtomicU64::new(first_id()),
                 malformed: AtomicU64::new(0),
             }
         });
@@ -375,7 +392,7 @@ impl Remoting {
         self.inner.endpoint.close();
         let nodes: Vec<NodeId> = lock(&self.inner.proxies)
             .values()
-            .map(|(n, _)| *n)
+            .map(|entry| entry.node)
             .collect();
         for node in nodes {
             self.inner.node_down(node);
@@ -493,7 +510,13 @@ impl Inner {
         });
         let proxy = proxy(control, name);
         let watch = self.next();
-        lock(&self.proxies).insert(watch, (node, proxy.clone()));
+        let ended = Arc::new(AtomicBool::new(false));
+        let entry = ProxyEntry {
+            node,
+            addr: proxy.clone(),
+            ended: Arc::clone(&ended),
+        };
+        lock(&self.proxies).insert(watch, entry);
         self.send_control(node, &Control::Watch { target, watch });
         if !self.endpoint.is_up(node) {
             self.node_down(node);
@@ -503,26 +526,27 @@ impl Inner {
             node,
             sender,
             target,
+            ended,
             message: PhantomData,
         };
         ActorRef::remote(proxy, Arc::new(route))
     }
 
     fn node_down(&self, node: NodeId) {
-        let ended: Vec<Addr> = {
+        let ended: Vec<ProxyEntry> = {
             let mut proxies = lock(&self.proxies);
             let watches: Vec<u64> = proxies
                 .iter()
-                .filter(|(_, (n, _))| *n == node)
+                .filter(|(_, entry)| entry.node == node)
                 .map(|(w, _)| *w)
                 .collect();
             watches
                 .into_iter()
-                .filter_map(|w| proxies.remove(&w).map(|(_, addr)| addr))
+                .filter_map(|w| proxies.remove(&w))
                 .collect()
         };
-        for addr in ended {
-            end_proxy(&addr, &ExitReason::NodeDown);
+        for entry in ended {
+            entry.end(&ExitReason::NodeDown);
         }
         // Dropping an exported reply tells its asker that no answer will come.
         let dropped: Vec<ExportedReply> = {
@@ -598,12 +622,12 @@ impl Inner {
                 let proxy = {
                     let mut proxies = lock(&self.proxies);
                     match proxies.get(&watch) {
-                        Some((node, _)) if *node == from => proxies.remove(&watch),
+                        Some(entry) if entry.node == from => proxies.remove(&watch),
                         _ => None,
                     }
                 };
-                if let Some((_, addr)) = proxy {
-                    end_proxy(&addr, &ExitReason::from(reason));
+                if let Some(entry) = proxy {
+                    entry.end(&ExitReason::from(reason));
                 }
             }
             Control::Stop { target } | Control::Kill { target } => {
@@ -711,6 +735,22 @@ impl Handler for Inner {
     fn peer_down(&self, node: NodeId) {
         self.node_down(node);
     }
+}
+
+/// The first of a node's ids for exports, replies, watches and requests: random, so that the
+/// ids of a restarted node (a new incarnation) do not repeat those of the node it replaces,
+/// and a reference to an actor of the old incarnation reaches nothing in the new one.
+fn first_id() -> u64 {
+    let mut bytes = [0; 8];
+    // Without randomness, fall back to the clock: still very unlikely to repeat.
+    if crate::keyring::fill_random(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    // Half the range, so that counting up from here never wraps in practice.
+    (u64::from_le_bytes(bytes) >> 1).max(1)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

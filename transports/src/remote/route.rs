@@ -5,6 +5,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use phalanx_runtime::remote::{RemoteControl, RemoteRoute, ReplySink, exporting_replies};
 use phalanx_runtime::{SendError, TrySendError};
@@ -21,6 +22,10 @@ pub(crate) struct Route<M> {
     pub(crate) node: NodeId,
     pub(crate) sender: PeerSender,
     pub(crate) target: u64,
+    /// Set when the proxy ends (remote actor ended, or its node was lost): from then on
+    /// messages come back to the sender as for an ended local actor, and never reach a later
+    /// incarnation of the node.
+    pub(crate) ended: Arc<AtomicBool>,
     pub(crate) message: PhantomData<fn(M)>,
 }
 
@@ -46,6 +51,9 @@ impl From<SendBytesError> for PushError {
 impl<M: RemoteMessage> Route<M> {
     /// Serializes `msg` straight into the open batch; hands it back if it was not queued.
     fn push(&self, msg: M) -> Result<(), M> {
+        if self.ended.load(Ordering::Relaxed) {
+            return Err(msg);
+        }
         let result = self.sender.push(|buf| {
             let start = buf.len();
             let len_at = record::begin_tell(buf, self.target);
