@@ -69,6 +69,22 @@
 //! to make its actors' names and memberships again under the new life; the old stamps are
 //! kept, so a name it held keeps winning over a registration made while it was away.
 //!
+//! # Driving it
+//!
+//! The node's gossip actor owns the registry next to its membership core:
+//!
+//! * a local operation's [`Delta`] is encoded and broadcast as a user event named
+//!   [`DELTA_EVENT`] (it always fits one); withdrawals from
+//!   [`poll_delta`](ClusterRegistry::poll_delta) go the same way after every merge;
+//! * a received event of that name is decoded with [`Delta::decode`] and merged;
+//! * every push-pull also carries [`full_state`](ClusterRegistry::full_state) (encoded,
+//!   at most [`MAX_STATE_LEN`] bytes) both ways, and the receiver merges it;
+//! * a member that goes down (`Notification::Down` from gossip) is passed to
+//!   [`node_down`](ClusterRegistry::node_down) with the incarnation it ran as, and a stopped
+//!   local actor to [`actor_stopped`](ClusterRegistry::actor_stopped);
+//! * the [`Notice`]s go to the node: name watchers, group subscribers, and [`Notice::Lost`]
+//!   to the losing actor.
+//!
 //! # Wire
 //!
 //! [`Delta::decode`] and [`State::decode`] never panic and never allocate on a peer's say-so;
@@ -85,8 +101,8 @@ mod wire;
 pub use cluster::{Claimant, ClusterRegistry};
 pub use notice::{JoinError, Notice, RegisterError, RejoinError, UnregisterError};
 pub use wire::{
-    ActorAddr, DecodeError, Delta, EncodeError, MAX_DELTA_LEN, MAX_DELTA_OPS, MAX_NAME_LEN,
-    MAX_ORIGIN_RECORDS, MAX_STATE_LEN, MAX_STATE_ORIGINS, Origin, State,
+    ActorAddr, DELTA_EVENT, DecodeError, Delta, EncodeError, MAX_DELTA_LEN, MAX_DELTA_OPS,
+    MAX_NAME_LEN, MAX_ORIGIN_RECORDS, MAX_STATE_LEN, MAX_STATE_ORIGINS, Origin, State,
 };
 
 #[cfg(test)]

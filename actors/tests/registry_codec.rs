@@ -162,3 +162,8 @@ fn fuzz_decode_and_merge() {
         .with_iterations(2_000)
         .for_each(|bytes: &[u8]| exercise(bytes));
 }
+
+#[test]
+fn the_event_name_fits_gossip() {
+    assert!(phalanx_actors::registry::DELTA_EVENT.len() <= phalanx_actors::gossip::MAX_EVENT_NAME);
+}

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bounded;
 
+/// The gossip user-event name under which deltas travel.
+pub const DELTA_EVENT: &str = "phalanx.registry";
 /// The longest name or group name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 /// The most operations in one [`Delta`].
