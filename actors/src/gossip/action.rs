@@ -69,6 +69,12 @@ pub enum Timer {
         /// Invalidates ticks of an earlier run (after a leave).
         epoch: u64,
     },
+    /// A one-off push-pull a few periods after joining, to pick up members that joined at
+    /// the same time and whose announcements were missed.
+    SettleSync {
+        /// Invalidates ticks of an earlier run (after a leave).
+        epoch: u64,
+    },
     /// Time for a periodic push-pull.
     PushPull {
         /// Invalidates ticks of an earlier run (after a leave).

@@ -74,6 +74,11 @@ pub struct Membership<A> {
     suspicions: BTreeMap<NodeId, Suspicion>,
     broadcasts: Broadcasts<A>,
     seeds: Vec<A>,
+    /// Whether a push-pull answer has been merged: until then the join is retried.
+    synced: bool,
+    /// Senders unknown to us that we asked for a push-pull this interval (bounded, so that
+    /// a flood of strangers cannot make us answer each).
+    synced_with_strangers: BTreeSet<NodeId>,
     seen_events: BTreeSet<(NodeId, u64)>,
     /// Insertion order of `seen_events`, to forget the oldest past the cap.
     seen_order: VecDeque<(NodeId, u64)>,
@@ -102,6 +107,12 @@ struct Relay<A> {
     requester: A,
     seq: u32,
 }
+
+/// Protocol periods between joining and the one-off settling push-pull.
+const SETTLE_PERIODS: u32 = 5;
+
+/// The most unknown senders asked for a push-pull per push-pull interval.
+const MAX_STRANGER_SYNCS: usize = 16;
 
 /// The most indirect probes run at once for other nodes.
 const MAX_RELAYS: usize = 1024;
@@ -135,6 +146,8 @@ impl<A: Address> Membership<A> {
             suspicions: BTreeMap::new(),
             broadcasts: Broadcasts::new(),
             seeds: Vec::new(),
+            synced: false,
+            synced_with_strangers: BTreeSet::new(),
             seen_events: BTreeSet::new(),
             seen_order: VecDeque::new(),
             recent_events: VecDeque::new(),
@@ -288,6 +301,17 @@ impl<A: Address> Membership<A> {
             return;
         }
         let sender = message.sender;
+        let is_push_pull = matches!(message.body, Body::PushPull { .. });
+        if !is_push_pull
+            && !self.members.contains_key(&sender)
+            && self.synced_with_strangers.len() < MAX_STRANGER_SYNCS
+            && self.synced_with_strangers.insert(sender)
+        {
+            // A member that knows us but that we do not know: we missed its announcement
+            // (or it missed ours being answered). A full sync settles both views now rather
+            // than at the next periodic push-pull.
+            self.send_push_pull(from.clone(), PushPullKind::Request);
+        }
         let mut corrections = Vec::new();
         for update in message.updates {
             if let Some(fresher) = self.fresher_than(&update) {
@@ -330,6 +354,11 @@ impl<A: Address> Membership<A> {
                 for update in members {
                     self.apply_update(update, now, true);
                 }
+                if !self.synced {
+                    self.synced = true;
+                    let settle = self.config.probe_interval.saturating_mul(SETTLE_PERIODS);
+                    self.schedule(Timer::SettleSync { epoch: self.epoch }, settle);
+                }
                 if kind == PushPullKind::Request {
                     self.send_push_pull(from, PushPullKind::Response);
                 }
@@ -356,7 +385,16 @@ impl<A: Address> Membership<A> {
             }
             Timer::Gossip { epoch } if epoch == self.epoch => self.gossip_tick(now),
             Timer::PushPull { epoch } if epoch == self.epoch => self.push_pull_tick(now),
-            Timer::Probe { .. } | Timer::Gossip { .. } | Timer::PushPull { .. } => {}
+            Timer::SettleSync { epoch } if epoch == self.epoch => {
+                let live: Vec<A> = self.addrs_where(|m| m.state == MemberState::Alive);
+                if let Some(to) = self.pick(&live) {
+                    self.send_push_pull(to, PushPullKind::Request);
+                }
+            }
+            Timer::Probe { .. }
+            | Timer::Gossip { .. }
+            | Timer::PushPull { .. }
+            | Timer::SettleSync { .. } => {}
         }
     }
 

@@ -493,3 +493,51 @@ fn dead_members_are_forgotten_after_the_reclaim_time() {
     assert_eq!(m.member_state(NodeId(3)), None);
     assert_eq!(m.member_state(NodeId(2)), Some((MemberState::Alive, 0)));
 }
+
+#[test]
+fn join_is_retried_until_a_full_state_arrives() {
+    let now = Instant::now();
+    let mut m = node(1);
+    m.join([9], now);
+    drain(&mut m);
+    // Some member found us (the answer to our join was lost): not joined yet.
+    m.handle_datagram(4, message(4, Body::Gossip, vec![alive(4, 0)]), now);
+    drain(&mut m);
+    let (_, _, actions) = probe(&mut m, now);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::SendStream { to: 9, .. }))
+    );
+    let body = Body::PushPull {
+        kind: PushPullKind::Response,
+        members: vec![alive(9, 0)],
+    };
+    m.handle_datagram(9, message(9, body, Vec::new()), now);
+    let actions = drain(&mut m);
+    assert!(timers(&actions).contains(&(Timer::SettleSync { epoch: 0 }, Duration::from_secs(5))));
+    let (_, _, actions) = probe(&mut m, now);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::SendStream { .. }))
+    );
+}
+
+#[test]
+fn an_unknown_sender_is_asked_for_a_push_pull_once() {
+    let now = Instant::now();
+    let mut m = with_members(&[2], now);
+    for _ in 0..2 {
+        let ping = Body::Ping {
+            seq: 1,
+            target: NodeId(1),
+        };
+        m.handle_datagram(7, message(7, ping, Vec::new()), now);
+    }
+    let asked = drain(&mut m)
+        .iter()
+        .filter(|a| matches!(a, Action::SendStream { to: 7, .. }))
+        .count();
+    assert_eq!(asked, 1);
+}

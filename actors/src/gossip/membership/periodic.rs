@@ -16,11 +16,15 @@ impl<A: Address> Membership<A> {
         }
         let interval = self.health.scale(self.config.probe_interval);
         self.schedule(Timer::Probe { epoch: self.epoch }, interval);
-        let Some(target) = self.next_probe_target() else {
-            // Alone: keep knocking on the seeds' doors.
+        let target = self.next_probe_target();
+        if !self.synced || target.is_none() {
+            // Not joined yet (no full state received: the request or its answer was lost),
+            // or alone again: keep knocking on the seeds' doors.
             for seed in self.seeds.clone() {
                 self.send_push_pull(seed, PushPullKind::Request);
             }
+        }
+        let Some(target) = target else {
             return;
         };
         let Some(addr) = self.members.get(&target).map(|member| member.addr.clone()) else {
@@ -132,6 +136,7 @@ impl<A: Address> Membership<A> {
             self.config.push_pull_interval,
         );
         self.reclaim_dead(now);
+        self.synced_with_strangers.clear();
         let live: Vec<A> = self.addrs_where(|m| m.state == MemberState::Alive);
         if let Some(to) = self.pick(&live) {
             self.send_push_pull(to, PushPullKind::Request);
