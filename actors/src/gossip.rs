@@ -2,9 +2,14 @@
 //!
 //! [`Membership`] is one node's view of the cluster. It detects failures with direct and
 //! indirect probes, suspects before it declares dead, lets a suspected member refute with a
-//! higher incarnation, and spreads every change by piggybacking it on its probes a bounded
-//! number of times (`lambda * ceil(log10(n + 1))`). A periodic push-pull exchanges full
-//! state with one random member (and one member believed dead, to heal partitions).
+//! higher incarnation, and spreads every change by piggybacking it on its datagrams a bounded
+//! number of times (`lambda * ceil(log10(n + 1))`); while changes are pending, gossip rounds
+//! (memberlist's gossip interval) send them to a few random members as well, recently dead
+//! ones included. A node that receives stale news (an incarnation older than its own record)
+//! answers the sender with the fresher record at once. A periodic push-pull exchanges full
+//! state with one random member (and one member believed dead, to heal partitions); a join is
+//! a push-pull with the seeds, retried until a full state arrives and followed by one
+//! settling push-pull a few periods later; a message from an unknown sender also starts one.
 //!
 //! Lifeguard: the local health score stretches this node's own probe interval and timeout
 //! when it misses nacks from helpers; suspicion timeouts start long and shrink with
