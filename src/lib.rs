@@ -42,7 +42,10 @@
 //!   simulated network.
 //! - [`actors`] (`phalanx-actors`): the node's system actors: discovery, gossip, chain,
 //!   checkpoint.
+//! - [`node`]: a node, with its services in a supervision tree.
 #![doc(test(attr(deny(warnings))))]
+
+pub mod node;
 
 pub use phalanx_actors as actors;
 pub use phalanx_runtime as runtime;

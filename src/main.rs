@@ -1,5 +1,6 @@
 //! The `phalanx` command-line tool.
 
+mod command;
 mod demo;
 
 use std::process::ExitCode;
@@ -19,6 +20,12 @@ enum Command {
     /// Runs the demo: actors talking, one of them panicking and being restarted by its
     /// supervisor.
     Demo(demo::Options),
+    /// Runs a node until SIGINT or SIGTERM.
+    Node(command::NodeOptions),
+    /// Shows the membership table of a running cluster.
+    Members(command::MembersOptions),
+    /// Makes a new random cluster key.
+    Keygen(command::KeygenOptions),
 }
 
 fn main() -> ExitCode {
@@ -26,7 +33,10 @@ fn main() -> ExitCode {
     init_tracing();
     report_panics_in_one_line();
     let outcome = match cli.command {
-        Command::Demo(options) => demo::run(&options),
+        Command::Demo(options) => demo::run(&options).map_err(|error| error.to_string()),
+        Command::Node(options) => command::node(&options),
+        Command::Members(options) => command::members(&options),
+        Command::Keygen(options) => command::keygen(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,223 @@
+//! `phalanx node`, `phalanx members` and `phalanx keygen`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use phalanx::node::{Node, NodeConfig, cluster_id, members_of};
+use phalanx::transports::Key;
+use phalanx::{Runtime, block_on};
+
+/// How a command authenticates to the cluster.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Security {
+    /// File with the cluster key (64 hex digits; make one with `phalanx keygen --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    cluster_key_file: Option<PathBuf>,
+    /// Run without encryption or authentication. For development on one machine only.
+    #[arg(long, conflicts_with = "cluster_key_file")]
+    insecure: bool,
+    /// The cluster's name; nodes of other clusters are ignored.
+    #[arg(long, default_value = "phalanx")]
+    cluster: String,
+}
+
+/// Options of `phalanx node`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct NodeOptions {
+    /// Address to listen on, for gossip datagrams and node-to-node streams (one port).
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    listen: SocketAddr,
+    /// A member to join through (repeat for several).
+    #[arg(long = "seed", value_name = "ADDR")]
+    seeds: Vec<SocketAddr>,
+    /// A DNS name whose addresses are members, as HOST:PORT (repeat for several).
+    #[arg(long, value_name = "HOST:PORT")]
+    dns: Vec<String>,
+    /// Find members through beacons on the LAN multicast group.
+    #[arg(long)]
+    multicast: bool,
+    /// Register and find members through mDNS.
+    #[arg(long)]
+    mdns: bool,
+    /// Directory for durable state (replicated log and snapshots; not used yet).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    security: Security,
+}
+
+/// Options of `phalanx members`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MembersOptions {
+    /// The address of any running node of the cluster.
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    node: SocketAddr,
+    /// How long to wait for the node.
+    #[arg(long, default_value = "3", value_name = "SECONDS")]
+    timeout: u64,
+    #[command(flatten)]
+    security: Security,
+}
+
+/// Options of `phalanx keygen`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeygenOptions {
+    /// Write the key to this file (created with owner-only permissions) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+type Outcome = Result<(), String>;
+
+/// Runs a node until SIGINT or SIGTERM, then leaves the cluster and stops in order.
+pub(crate) fn node(options: &NodeOptions) -> Outcome {
+    let key = options.security.key()?;
+    let mut config = NodeConfig::new(options.listen);
+    config.seeds = options.seeds.clone();
+    config.dns = options
+        .dns
+        .iter()
+        .map(|name| parse_dns(name))
+        .collect::<Result<_, _>>()?;
+    config.multicast = options.multicast;
+    config.mdns = options.mdns;
+    config.cluster = options.security.cluster.clone();
+    config.key = key;
+    if let Some(dir) = &options.data_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
+    }
+    let runtime = Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let stop = shutdown_signal()?;
+    let outcome = runtime.block_on(async {
+        let node = Node::start(config).await.map_err(|e| e.to_string())?;
+        println!("node {} listening on {}", node.id(), node.local_addr());
+        let ended = futures_lite::future::or(
+            async {
+                let _ = stop.recv_async().await;
+                None
+            },
+            async { Some(node.wait().await) },
+        )
+        .await;
+        match ended {
+            None => {
+                println!("stopping: leaving the cluster");
+                node.shutdown().await;
+                Ok(())
+            }
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => Err(format!("the node's services gave up: {error}")),
+        }
+    });
+    let _ = runtime.shutdown(Duration::from_secs(5));
+    outcome
+}
+
+/// Prints the membership table as the node at `--node` sees it.
+pub(crate) fn members(options: &MembersOptions) -> Outcome {
+    let key = options.security.key()?;
+    let cluster = cluster_id(&options.security.cluster);
+    let timeout = Duration::from_secs(options.timeout.max(1));
+    let rows = block_on(members_of(options.node, cluster, key, timeout)).map_err(|error| {
+        format!(
+            "cannot get the members from {}: {error} (is a node running there, with the same \
+             cluster name and key?)",
+            options.node
+        )
+    })?;
+    println!(
+        "{:<16}  {:<8} {:>15}  ADDRESS",
+        "NODE", "STATE", "INCARNATION"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    Ok(())
+}
+
+/// Writes a new random cluster key.
+pub(crate) fn keygen(options: &KeygenOptions) -> Outcome {
+    let key = Key::generate().map_err(|e| format!("cannot draw a random key: {e}"))?;
+    let text: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    match &options.out {
+        None => println!("{text}"),
+        Some(path) => write_secret(path, &format!("{text}\n"))?,
+    }
+    Ok(())
+}
+
+impl Security {
+    fn key(&self) -> Result<Option<Key>, String> {
+        match (&self.cluster_key_file, self.insecure) {
+            (Some(path), _) => read_key(path).map(Some),
+            (None, true) => Ok(None),
+            (None, false) => Err(
+                "no cluster key: pass --cluster-key-file FILE (make one with `phalanx keygen \
+                 --out FILE`), or --insecure for a plaintext development cluster"
+                    .into(),
+            ),
+        }
+    }
+}
+
+fn read_key(path: &Path) -> Result<Key, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the cluster key file {}: {e}", path.display()))?;
+    let text = text.trim();
+    let invalid = || {
+        format!(
+            "the cluster key file {} must hold 64 hex digits (make one with `phalanx keygen \
+             --out FILE`)",
+            path.display()
+        )
+    };
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(invalid());
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+    }
+    Ok(Key::from_bytes(bytes))
+}
+
+fn write_secret(path: &Path, text: &str) -> Outcome {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).map_err(|e| {
+        format!(
+            "cannot create {} (it must not exist yet): {e}",
+            path.display()
+        )
+    })?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn parse_dns(name: &str) -> Result<(String, u16), String> {
+    let (host, port) = name
+        .rsplit_once(':')
+        .ok_or_else(|| format!("--dns {name}: expected HOST:PORT, like members.example:7946"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("--dns {name}: {port} is not a port number"))?;
+    Ok((host.to_owned(), port))
+}
+
+/// A channel that receives once when SIGINT or SIGTERM arrives.
+fn shutdown_signal() -> Result<flume::Receiver<()>, String> {
+    let (tx, rx) = flume::bounded(1);
+    let handler = move || {
+        let _ = tx.try_send(());
+    };
+    ctrlc::set_handler(handler).map_err(|e| format!("cannot handle SIGINT/SIGTERM: {e}"))?;
+    Ok(rx)
+}

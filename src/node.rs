@@ -1,0 +1,312 @@
+//! A phalanx node: the remoting layer plus the node's system services, as a supervised tree.
+//!
+//! ```text
+//! root supervisor (one-for-one)
+//! ├── gossip      SWIM membership over UDP datagrams; push-pull over the remoting streams
+//! ├── admin       answers `phalanx members` and other operator requests
+//! └── discovery   seeds, DNS names, LAN beacons, mDNS: feeds join candidates to gossip
+//! ```
+//!
+//! Every service is an actor restarted by the root supervisor like any user actor. A node's
+//! identity is a random 128-bit id drawn at start and an incarnation (the start time in
+//! milliseconds), so a restarted process is a new member for monitors.
+
+mod admin;
+mod gossip;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use phalanx_actors::discovery::{
+    BeaconTransport, CandidateSink, DiscoveryActor, DiscoveryConfig, DnsName, DriverConfig,
+    MdnsConfig, MulticastConfig,
+};
+use phalanx_actors::gossip::Config as GossipConfig;
+use phalanx_supervisors::{
+    ChildSpec, Intensity, Strategy, Supervisor, SupervisorError, SupervisorRef,
+};
+use phalanx_transports::{
+    ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NetTransport, NodeId,
+    RemoteError, Remoting, SharedKeyring,
+};
+
+pub use admin::{AdminRequest, MemberRow, members_of};
+pub use gossip::{GossipMessage, GossipWire};
+
+/// The registered name of the gossip actor, locally and for other nodes.
+pub const GOSSIP_NAME: &str = "phalanx.gossip";
+/// The LAN multicast group and port of discovery beacons (administratively scoped).
+pub const MULTICAST_GROUP: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::new(239, 255, 77, 1),
+    7947,
+));
+
+/// The registered name of the admin actor, for operator tools such as `phalanx members`.
+pub const ADMIN_NAME: &str = "phalanx.admin";
+
+/// How to run a node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Where to listen for datagrams (gossip) and streams (actor messages), one port for both.
+    pub listen: SocketAddr,
+    /// Known members to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// DNS names whose addresses are members (a Kubernetes headless service, say).
+    pub dns: Vec<(String, u16)>,
+    /// Announce and listen for beacons on the LAN multicast group.
+    pub multicast: bool,
+    /// Register and browse the node through mDNS.
+    pub mdns: bool,
+    /// The cluster's name; nodes of other clusters are ignored.
+    pub cluster: String,
+    /// The cluster key; `None` runs in plaintext, for development only.
+    pub key: Option<Key>,
+    /// Membership protocol settings.
+    pub gossip: GossipConfig,
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    remoting: Arc<Remoting>,
+    root: SupervisorRef,
+    table: Arc<Mutex<Vec<MemberRow>>>,
+}
+
+/// A node could not start or serve a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// No random numbers for the node id.
+    #[error("no random numbers available for the node id")]
+    Random,
+    /// The node's supervision tree could not start.
+    #[error("the node's services could not start: {0}")]
+    Services(#[from] SupervisorError),
+    /// A request to another node failed.
+    #[error("{0}")]
+    Remote(#[from] RemoteError),
+}
+
+impl NodeConfig {
+    /// A node listening on `listen`, in plaintext, in the cluster named `phalanx`.
+    pub fn new(listen: SocketAddr) -> NodeConfig {
+        NodeConfig {
+            listen,
+            seeds: Vec::new(),
+            dns: Vec::new(),
+            multicast: false,
+            mdns: false,
+            cluster: "phalanx".into(),
+            key: None,
+            gossip: GossipConfig::default(),
+        }
+    }
+}
+
+impl Node {
+    /// Starts a node on the current runtime: binds its port, starts its services and joins
+    /// its seeds.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError`] if the port cannot be bound or the services cannot start.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let node = NodeId::random().map_err(|_| NodeError::Random)?;
+        let incarnation = incarnation_now();
+        let cluster = cluster_id(&config.cluster);
+        let transport =
+            NetTransport::bind(config.listen)
+                .await
+                .map_err(|error| NodeError::Bind {
+                    addr: config.listen,
+                    reason: error.to_string(),
+                })?;
+        let transport = Arc::new(transport);
+        let security = match &config.key {
+            Some(key) => EndpointSecurity::Keyring(SharedKeyring::new(key.clone())),
+            None => EndpointSecurity::Plaintext,
+        };
+        let endpoint = EndpointConfig::new(cluster, node, Incarnation(incarnation));
+        let remoting = Arc::new(Remoting::with_transport(
+            transport.clone(),
+            endpoint,
+            security,
+        ));
+        let listen = remoting.local_addr();
+        let table = Arc::new(Mutex::new(Vec::new()));
+
+        let services = gossip::Services {
+            transport,
+            remoting: remoting.clone(),
+            cluster,
+            node,
+            incarnation,
+            listen,
+            key: config.key.clone(),
+            seeds: config.seeds.clone(),
+            config: config.gossip.clone(),
+            table: table.clone(),
+        };
+        let gossip_spec = {
+            let services = services.clone();
+            ChildSpec::new("gossip", move || gossip::GossipActor::new(services.clone()))
+                .registered(GOSSIP_NAME)
+        };
+        let admin_spec = {
+            let remoting = remoting.clone();
+            let table = table.clone();
+            ChildSpec::new("admin", move || {
+                admin::AdminActor::new(remoting.clone(), table.clone())
+            })
+        };
+        let mut root = Supervisor::new(Strategy::OneForOne)
+            .name("phalanx.root")
+            .intensity(Intensity::new(10, Duration::from_secs(10)))
+            .child(gossip_spec)
+            .child(admin_spec);
+        if !config.dns.is_empty() || config.multicast || config.mdns {
+            root = root.child(discovery_spec(&config, cluster, node, listen));
+        }
+        let root = root.start()?;
+        Ok(Node {
+            remoting,
+            root,
+            table,
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.remoting.node()
+    }
+
+    /// The address this node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.remoting.local_addr()
+    }
+
+    /// The membership table as this node sees it: itself first, then the others by address.
+    pub fn members(&self) -> Vec<MemberRow> {
+        self.table
+            .lock()
+            .map(|table| table.clone())
+            .unwrap_or_default()
+    }
+
+    /// The remoting layer, to register actors for other nodes and to look theirs up.
+    pub fn remoting(&self) -> &Remoting {
+        &self.remoting
+    }
+
+    /// Waits until the node's root supervisor ends, and says why if it gave up.
+    ///
+    /// # Errors
+    ///
+    /// The root's [`SupervisorError`] if it failed.
+    pub async fn wait(&self) -> Result<(), SupervisorError> {
+        self.root.wait().await
+    }
+
+    /// Leaves the cluster gracefully, stops the services in order and closes the port.
+    pub async fn shutdown(self) {
+        if let Some(gossip) =
+            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(GOSSIP_NAME)
+        {
+            let _ = gossip
+                .ask(gossip::GossipMessage::leave, Duration::from_secs(2))
+                .await;
+        }
+        let _ = self.root.shutdown().await;
+        self.remoting.shutdown();
+    }
+}
+
+fn discovery_spec(
+    config: &NodeConfig,
+    cluster: ClusterId,
+    node: NodeId,
+    listen: SocketAddr,
+) -> ChildSpec {
+    let mut discovery = DiscoveryConfig::new(cluster, node);
+    discovery.gossip = Some(listen);
+    discovery.dns = config
+        .dns
+        .iter()
+        .map(|(host, port)| DnsName::new(host.clone(), *port))
+        .collect();
+    let mut driver = DriverConfig::new(discovery);
+    if config.multicast {
+        let mut multicast = MulticastConfig::new(MULTICAST_GROUP);
+        if listen.ip().is_loopback() {
+            // A node on loopback is a local test cluster: beacons stay on this machine.
+            multicast.interface_v4 = std::net::Ipv4Addr::LOCALHOST;
+            multicast.ttl = 0;
+        }
+        driver.beacons = BeaconTransport::Multicast(multicast);
+    }
+    if config.mdns {
+        driver.mdns = Some(MdnsConfig::new());
+    }
+    let key = config.key.clone();
+    ChildSpec::new("discovery", move || {
+        let (tx, rx) = flume::unbounded::<phalanx_actors::discovery::Candidate>();
+        // Candidates go to whichever gossip actor is current (it may have been restarted).
+        phalanx_runtime::spawn(async move {
+            while let Ok(candidate) = rx.recv_async().await {
+                if let Some(gossip) =
+                    phalanx_runtime::registry::whereis::<gossip::GossipMessage>(GOSSIP_NAME)
+                {
+                    let _ = gossip
+                        .tell(gossip::GossipMessage::join(vec![candidate.addr]))
+                        .await;
+                }
+            }
+        })
+        .detach();
+        DiscoveryActor::new(
+            driver.clone(),
+            security_for(key.as_ref()),
+            CandidateSink::Channel(tx),
+        )
+    })
+}
+
+/// The codec security for datagrams: sealed with the cluster key, or plaintext.
+pub(crate) fn security_for(key: Option<&Key>) -> phalanx_transports::Security {
+    match key {
+        Some(key) => {
+            phalanx_transports::Security::Keyring(phalanx_transports::Keyring::new(key.clone()))
+        }
+        None => phalanx_transports::Security::Plaintext,
+    }
+}
+
+/// The cluster id of a cluster name: FNV-1a, stable across builds and platforms.
+pub fn cluster_id(name: &str) -> ClusterId {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    ClusterId(hash)
+}
+
+/// A new incarnation: milliseconds since the Unix epoch, so that a restarted node comes back
+/// with a higher one.
+fn incarnation_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+}

@@ -1,0 +1,339 @@
+//! The gossip actor: drives the sans-IO SWIM core with real datagrams, timers and streams.
+//!
+//! Datagrams are sealed with the cluster key (frame kind `Gossip`) and carry one encoded
+//! membership message each. Push-pull state syncs, which can exceed a datagram, travel as a
+//! remote message to the peer's gossip actor over the node-to-node stream. Membership
+//! changes update the node's membership table, which the admin actor serves.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use phalanx_actors::gossip::{
+    Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification, Timer,
+};
+use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply};
+use phalanx_transports::{
+    ClusterId, Codec, CodecConfig, FrameKind, Incarnation, Key, NetTransport, NodeId,
+    RemoteMessage, Remoting, Transport,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{GOSSIP_NAME, MemberRow, security_for};
+
+/// What a node's gossip actor needs, shared by every instance the supervisor builds.
+#[derive(Clone)]
+pub(crate) struct Services {
+    pub(crate) transport: Arc<NetTransport>,
+    pub(crate) remoting: Arc<Remoting>,
+    pub(crate) cluster: ClusterId,
+    pub(crate) node: NodeId,
+    pub(crate) incarnation: u64,
+    pub(crate) listen: SocketAddr,
+    pub(crate) key: Option<Key>,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) config: Config,
+    pub(crate) table: Arc<Mutex<Vec<MemberRow>>>,
+}
+
+/// The messages of the gossip actor.
+#[derive(Debug)]
+pub struct GossipMessage(Request);
+
+#[derive(Debug)]
+enum Request {
+    Datagram(Vec<u8>, SocketAddr),
+    Stream(GossipWire),
+    Timer(Timer),
+    Join(Vec<SocketAddr>),
+    Leave(Reply<()>),
+}
+
+/// A membership message carried over the node-to-node stream (push-pull).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GossipWire {
+    /// The sender's gossip address.
+    pub from: SocketAddr,
+    /// The encoded membership message.
+    pub bytes: Vec<u8>,
+}
+
+impl RemoteMessage for GossipWire {
+    const TAG: &'static str = "phalanx.GossipWire.v1";
+}
+
+impl GossipMessage {
+    /// Join the cluster through `seeds`.
+    pub fn join(seeds: Vec<SocketAddr>) -> GossipMessage {
+        GossipMessage(Request::Join(seeds))
+    }
+
+    /// Leave the cluster gracefully; the reply comes once the leave is announced.
+    pub fn leave(reply: Reply<()>) -> GossipMessage {
+        GossipMessage(Request::Leave(reply))
+    }
+}
+
+/// Drives one node's membership.
+pub(crate) struct GossipActor {
+    services: Services,
+    membership: Membership<SocketAddr>,
+    codec: Codec,
+    /// Forwards push-pull messages arriving over streams to the current gossip actor.
+    wire: Option<ActorRef<GossipWire>>,
+    rows: HashMap<MemberNode, MemberRow>,
+}
+
+impl GossipActor {
+    pub(crate) fn new(services: Services) -> GossipActor {
+        let me = member_node(services.node);
+        let seed = u64::try_from(services.node.as_u128() >> 64).unwrap_or(0) ^ services.incarnation;
+        let membership = Membership::new(
+            me,
+            services.listen,
+            services.incarnation,
+            services.config.clone(),
+            seed,
+        );
+        let codec_config = CodecConfig::new(
+            services.cluster,
+            services.node,
+            Incarnation(services.incarnation),
+        );
+        let codec = Codec::new(codec_config, security_for(services.key.as_ref()));
+        GossipActor {
+            services,
+            membership,
+            codec,
+            wire: None,
+            rows: HashMap::new(),
+        }
+    }
+
+    fn carry_out(&mut self, ctx: &mut Context<Self>) {
+        while let Some(action) = self.membership.poll_action() {
+            match action {
+                Action::Send { to, message } => self.send_datagram(to, &message),
+                Action::SendStream { to, message } => self.send_stream(to, &message),
+                Action::ScheduleTimer { timer, after } => {
+                    let me = ctx.myself();
+                    phalanx_runtime::spawn(async move {
+                        phalanx_runtime::sleep(after).await;
+                        let _ = me.tell(GossipMessage(Request::Timer(timer))).await;
+                    })
+                    .detach();
+                }
+                Action::Notify(notification) => self.notify(notification),
+                _ => {}
+            }
+        }
+        self.publish();
+    }
+
+    fn send_datagram(&mut self, to: SocketAddr, message: &Message<SocketAddr>) {
+        let Ok(bytes) = message.encode() else {
+            return;
+        };
+        let Ok(sealed) = self.codec.seal_datagram(FrameKind::Gossip, &bytes) else {
+            tracing::debug!(%to, len = bytes.len(), "gossip message does not fit a datagram");
+            return;
+        };
+        let transport = self.services.transport.clone();
+        phalanx_runtime::spawn(async move {
+            if let Err(error) = transport.send_datagram(to, &sealed).await {
+                tracing::debug!(%to, %error, "gossip datagram not sent");
+            }
+        })
+        .detach();
+    }
+
+    fn send_stream(&mut self, to: SocketAddr, message: &Message<SocketAddr>) {
+        let Ok(bytes) = message.encode() else {
+            return;
+        };
+        let wire = GossipWire {
+            from: self.services.listen,
+            bytes,
+        };
+        let remoting = self.services.remoting.clone();
+        phalanx_runtime::spawn(async move {
+            let timeout = Duration::from_secs(2);
+            let peer = match remoting.connect(to, timeout).await {
+                Ok(peer) => peer,
+                Err(error) => {
+                    tracing::debug!(%to, %error, "push-pull: peer unreachable");
+                    return;
+                }
+            };
+            match remoting
+                .lookup::<GossipWire>(peer, GOSSIP_NAME, timeout)
+                .await
+            {
+                Ok(gossip) => {
+                    let _ = gossip.tell(wire).await;
+                }
+                Err(error) => tracing::debug!(%to, %error, "push-pull: no gossip actor there"),
+            }
+        })
+        .detach();
+    }
+
+    fn notify(&mut self, notification: Notification<SocketAddr>) {
+        match notification {
+            Notification::Up { member, addr } => {
+                tracing::info!(node = %member.node.0, %addr, "member up");
+                self.rows.insert(
+                    member.node,
+                    MemberRow::new(member.node.0, member.incarnation, addr, "alive"),
+                );
+            }
+            Notification::Suspect { member } => self.mark(member.node, "suspect"),
+            Notification::Alive { member } => self.mark(member.node, "alive"),
+            Notification::Down { member, reason } => {
+                tracing::info!(node = %member.node.0, ?reason, "member down");
+                let state = match reason {
+                    phalanx_actors::gossip::DownReason::Left => "left",
+                    _ => "dead",
+                };
+                self.mark(member.node, state);
+            }
+            Notification::Refuted {
+                incarnation,
+                was_dead,
+            } => {
+                tracing::warn!(incarnation, was_dead, "refuted a suspicion of this node");
+            }
+            _ => {}
+        }
+    }
+
+    fn mark(&mut self, node: MemberNode, state: &str) {
+        if let Some(row) = self.rows.get_mut(&node) {
+            row.state = state.to_owned();
+        }
+    }
+
+    fn publish(&self) {
+        let me = self.membership.node();
+        let mut rows: Vec<MemberRow> = self.rows.values().cloned().collect();
+        rows.sort_by_key(|row| row.addr);
+        let state = match self.membership.member_state(me) {
+            Some((MemberState::Left, _)) => "left",
+            _ => "alive",
+        };
+        let mut own = MemberRow::new(
+            me.0,
+            self.membership.incarnation(),
+            self.services.listen,
+            state,
+        );
+        own.is_self = true;
+        rows.insert(0, own);
+        if let Ok(mut table) = self.services.table.lock() {
+            *table = rows;
+        }
+    }
+}
+
+impl Actor for GossipActor {
+    type Message = GossipMessage;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
+        // Datagrams: one receive loop per instance; it ends when this instance does.
+        let me = ctx.myself();
+        let transport = self.services.transport.clone();
+        phalanx_runtime::spawn(async move {
+            let mut buffer = vec![0; transport.max_datagram()];
+            while me.is_alive() {
+                match transport.recv_datagram(&mut buffer).await {
+                    Ok((len, from)) => {
+                        let datagram = buffer[..len].to_vec();
+                        // A full mailbox drops the datagram, as the network would.
+                        let _ = me.try_tell(GossipMessage(Request::Datagram(datagram, from)));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "gossip socket");
+                        phalanx_runtime::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        })
+        .detach();
+        // Streams: push-pull messages from other nodes come through a small forwarding actor
+        // registered with the remoting layer.
+        let wire = ctx.spawn_child(WireForwarder {
+            gossip: ctx.myself(),
+        });
+        self.services.remoting.unregister(GOSSIP_NAME);
+        self.services.remoting.register(GOSSIP_NAME, &wire)?;
+        self.wire = Some(wire);
+        let now = Instant::now();
+        self.membership.start(now);
+        if !self.services.seeds.is_empty() {
+            self.membership.join(self.services.seeds.clone(), now);
+        }
+        self.carry_out(ctx);
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        msg: GossipMessage,
+    ) -> Result<(), HandlerError> {
+        let now = Instant::now();
+        match msg.0 {
+            Request::Datagram(bytes, from) => match self.codec.open_datagram(&bytes) {
+                Ok(frame) if frame.header.kind == FrameKind::Gossip => {
+                    match Message::decode(&frame.payload) {
+                        Ok(message) => self.membership.handle_datagram(from, message, now),
+                        Err(error) => tracing::debug!(%from, %error, "bad gossip message"),
+                    }
+                }
+                // Counted by the codec, with a tracing event; nothing reaches the core.
+                Ok(_) | Err(_) => {}
+            },
+            Request::Stream(wire) => match Message::decode(&wire.bytes) {
+                Ok(message) => self.membership.handle_datagram(wire.from, message, now),
+                Err(error) => tracing::debug!(from = %wire.from, %error, "bad push-pull message"),
+            },
+            Request::Timer(timer) => self.membership.handle_timer(timer, now),
+            Request::Join(seeds) => self.membership.join(seeds, now),
+            Request::Leave(reply) => {
+                self.membership.leave(now);
+                self.carry_out(ctx);
+                let _ = reply.send(());
+                return Ok(());
+            }
+        }
+        self.carry_out(ctx);
+        Ok(())
+    }
+}
+
+/// Hands push-pull messages from the remoting layer to the gossip actor.
+struct WireForwarder {
+    gossip: ActorRef<GossipMessage>,
+}
+
+impl Actor for WireForwarder {
+    type Message = GossipWire;
+
+    async fn handle(
+        &mut self,
+        _: &mut Context<Self>,
+        wire: GossipWire,
+    ) -> Result<(), HandlerError> {
+        let _ = self.gossip.try_tell(GossipMessage(Request::Stream(wire)));
+        Ok(())
+    }
+}
+
+/// The membership id of a node: the low 64 bits of its 128-bit id.
+pub(crate) fn member_node(node: NodeId) -> MemberNode {
+    // Truncation is the point: membership ids are 64-bit, and random 128-bit node ids stay
+    // unique in their low half for any realistic cluster.
+    #[allow(clippy::cast_possible_truncation)]
+    MemberNode(node.as_u128() as u64)
+}

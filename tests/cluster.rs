@@ -1,0 +1,150 @@
+//! Real node processes on loopback: a cluster forms through a seed, a node killed with
+//! SIGKILL is declared dead by the others, a node stopped with SIGTERM leaves gracefully, and
+//! operator commands fail with one clear line.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+
+/// A node process, killed when dropped so that a failing test leaves nothing behind.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+fn start(key: &Path, seed: Option<SocketAddr>) -> NodeProcess {
+    let addr = free_addr();
+    let mut command = Command::new(BIN);
+    command
+        .args(["node", "--listen", &addr.to_string(), "--cluster-key-file"])
+        .arg(key);
+    if let Some(seed) = seed {
+        command.args(["--seed", &seed.to_string()]);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    NodeProcess { child, addr }
+}
+
+fn members(node: SocketAddr, key: &Path) -> Output {
+    Command::new(BIN)
+        .args(["members", "--node", &node.to_string(), "--cluster-key-file"])
+        .arg(key)
+        .output()
+        .expect("members runs")
+}
+
+/// Polls `members` on `node` until `check` accepts its table (bounded: 30 s).
+fn until(node: SocketAddr, key: &Path, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..150 {
+        let output = members(node, key);
+        last = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && check(&last) {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: never happened; last table from {node}:\n{last}");
+}
+
+fn state_of(table: &str, addr: SocketAddr) -> Option<String> {
+    let addr = addr.to_string();
+    table
+        .lines()
+        .find(|line| line.split_whitespace().nth(3) == Some(addr.as_str()))
+        .and_then(|line| line.split_whitespace().nth(1).map(str::to_owned))
+}
+
+#[test]
+fn a_cluster_forms_detects_a_killed_node_and_sees_a_graceful_leave() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("cluster.key");
+    let keygen = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
+
+    let first = start(&key, None);
+    let second = start(&key, Some(first.addr));
+    let mut third = start(&key, Some(first.addr));
+    let all = [first.addr, second.addr, third.addr];
+    until(second.addr, &key, "three alive members", |table| {
+        all.iter()
+            .all(|addr| state_of(table, *addr).as_deref() == Some("alive"))
+    });
+
+    // SIGKILL: no goodbye; the failure detector must notice.
+    third.child.kill().expect("SIGKILL");
+    let _ = third.child.wait();
+    until(first.addr, &key, "the killed node declared dead", |table| {
+        state_of(table, third.addr).as_deref() == Some("dead")
+    });
+
+    // SIGTERM: the node leaves the cluster before it stops.
+    let status = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()));
+    until(first.addr, &key, "the stopped node seen leaving", |table| {
+        state_of(table, second.addr).as_deref() == Some("left")
+    });
+}
+
+#[test]
+fn operator_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("cluster.key");
+    let cases: [(&[&str], &str); 4] = [
+        (&["members", "--node", "127.0.0.1:1"], "no cluster key"),
+        (
+            &[
+                "members",
+                "--node",
+                "127.0.0.1:1",
+                "--cluster-key-file",
+                "/nonexistent/key",
+            ],
+            "cannot read the cluster key file",
+        ),
+        (
+            &["members", "--node", "127.0.0.1:1", "--insecure"],
+            "cannot get the members",
+        ),
+        (&["node", "--listen", "not-an-address"], "invalid value"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(BIN).args(args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    std::fs::write(&key, "not a key").expect("write");
+    let output = Command::new(BIN)
+        .args(["members", "--cluster-key-file"])
+        .arg(&key)
+        .output()
+        .expect("runs");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must hold 64 hex digits"));
+}
