@@ -96,6 +96,7 @@ mod bounded;
 mod cluster;
 mod notice;
 mod replica;
+mod view;
 mod wire;
 
 pub use cluster::{Claimant, ClusterRegistry};

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use phalanx_actors::registry::{ActorAddr, ClusterRegistry, Delta, Notice, Origin};
+use phalanx_actors::registry::{ActorAddr, ClusterRegistry, Delta, Notice, Origin, State};
 use proptest::prelude::*;
 
 /// Node ids chosen to exercise the whole u128 range and the node-id tie-break.
@@ -159,14 +159,16 @@ impl Cluster {
             Step::Deliver { to, pick } => {
                 if !self.pool.is_empty() {
                     let delta = self.pool[pick % self.pool.len()].clone();
+                    let before = snapshot(&self.replicas[to]);
                     let notices = self.replicas[to].merge_delta(delta);
-                    self.settle(to, notices);
+                    self.settle(to, before, notices);
                 }
             }
             Step::Sync { to, from } => {
                 let state = self.replicas[from].full_state();
+                let before = snapshot(&self.replicas[to]);
                 let notices = self.replicas[to].merge_state(state);
-                self.settle(to, notices);
+                self.settle(to, before, notices);
             }
             Step::Crash { node, told } => {
                 let old = self.replicas[node].origin();
@@ -178,30 +180,61 @@ impl Cluster {
                 self.told_dead[node].clear();
                 for (to, told) in told.into_iter().enumerate() {
                     if told {
+                        let before = snapshot(&self.replicas[to]);
                         let notices = self.replicas[to].node_down(old.node, old.incarnation);
                         self.told_dead[to].insert(old);
-                        self.settle(to, notices);
+                        self.settle(to, before, notices);
                     }
                 }
             }
         }
     }
 
-    /// Applies the withdrawals a merge made to the model and sends them.
-    fn settle(&mut self, at: usize, notices: Vec<Notice>) {
+    /// Checks that the notices of a merge take a watcher from `before` to the new view,
+    /// applies the withdrawals the merge made to the model and sends them.
+    fn settle(&mut self, at: usize, before: Snapshot, notices: Vec<Notice>) {
         let me = self.replicas[at].origin();
+        let (mut names, mut groups) = before;
         for notice in notices {
-            if let Notice::Lost {
-                name,
-                loser,
-                winner,
-            } = notice
-            {
-                assert_eq!(loser.origin(), me, "only the loser's node reports Lost");
-                assert_ne!(loser, winner);
-                self.own_model(at).names.remove(&name);
+            match notice {
+                Notice::Lost {
+                    name,
+                    loser,
+                    winner,
+                } => {
+                    assert_eq!(loser.origin(), me, "only the loser's node reports Lost");
+                    assert_ne!(loser, winner);
+                    assert_eq!(self.replicas[at].whereis(&name), Some(winner));
+                    self.own_model(at).names.remove(&name);
+                }
+                Notice::Registered {
+                    name,
+                    actor,
+                    replaced,
+                } => {
+                    assert_eq!(names.insert(name, actor), replaced);
+                }
+                Notice::Unregistered { name, actor } => {
+                    assert_eq!(names.remove(&name), Some(actor));
+                }
+                Notice::Joined { group, actor } => {
+                    assert!(groups.entry(group).or_default().insert(actor));
+                }
+                Notice::Left { group, actor } => {
+                    let members = groups.get_mut(&group).expect("left a known group");
+                    assert!(members.remove(&actor));
+                    if members.is_empty() {
+                        groups.remove(&group);
+                    }
+                }
+                other => panic!("unexpected notice {other:?}"),
             }
         }
+        assert_eq!(
+            (names, groups),
+            snapshot(&self.replicas[at]),
+            "notices describe the change"
+        );
         while let Some(delta) = self.replicas[at].poll_delta() {
             self.pool.push(delta);
         }
@@ -273,6 +306,24 @@ impl Cluster {
     }
 }
 
+type Snapshot = (
+    BTreeMap<String, ActorAddr>,
+    BTreeMap<String, BTreeSet<ActorAddr>>,
+);
+
+fn snapshot(registry: &ClusterRegistry) -> Snapshot {
+    (registry.names(), registry.groups())
+}
+
+/// A bystander that merges `states` in the given order.
+fn join_all<'a>(states: impl IntoIterator<Item = &'a State>) -> State {
+    let mut observer = ClusterRegistry::new(0, 0);
+    for state in states {
+        observer.merge_state(state.clone());
+    }
+    observer.full_state()
+}
+
 fn addr(origin: Origin, actor: u64) -> ActorAddr {
     ActorAddr {
         node: origin.node,
@@ -319,6 +370,28 @@ proptest! {
                 prop_assert_eq!(replica.claimants(name).len(), 1, "losers withdrew {}", name);
             }
         }
+    }
+
+    /// Merging full states is commutative, associative and idempotent, on the exact
+    /// representation and not only on the visible view.
+    #[test]
+    fn state_merge_is_a_join(
+        steps in proptest::collection::vec(step(), 0..60),
+        order in Just((0..IDS.len()).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        let mut cluster = Cluster::new();
+        for step in steps {
+            cluster.run(step);
+        }
+        let states: Vec<State> = cluster.replicas.iter().map(ClusterRegistry::full_state).collect();
+        let all = join_all(&states);
+        prop_assert_eq!(&join_all(order.iter().map(|i| &states[*i])), &all, "commutative");
+        let left = join_all(&states[..2]);
+        let right = join_all(&states[2..]);
+        prop_assert_eq!(&join_all([&left, &right]), &all, "associative");
+        let twice = join_all(states.iter().chain(&states).chain(states.iter().rev()));
+        prop_assert_eq!(&twice, &all, "idempotent");
+        prop_assert_eq!(&join_all([&all, &all]), &all, "idempotent on itself");
     }
 
     /// Concurrent registrations of one name, delivered to observers in different orders with

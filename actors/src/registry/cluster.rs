@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::notice::{JoinError, Notice, RegisterError, RejoinError, UnregisterError};
 use super::replica::Replica;
+use super::view::{Scope, Touched, View};
 use super::wire::{
     ActorAddr, Claim, Delta, MAX_DELTA_LEN, MAX_DELTA_OPS, MAX_NAME_LEN, Op, OpKind, Origin, State,
 };
@@ -63,20 +64,6 @@ pub struct Claimant {
     pub actor: ActorAddr,
     /// The Lamport stamp of the registration.
     pub lamport: u64,
-}
-
-/// The keys a change may affect, to report what it did.
-#[derive(Debug, Default)]
-struct Touched {
-    names: BTreeSet<String>,
-    groups: BTreeSet<String>,
-}
-
-/// The resolved view of the touched keys.
-#[derive(Debug, PartialEq, Eq)]
-struct View {
-    names: BTreeMap<String, Option<ActorAddr>>,
-    groups: BTreeMap<String, BTreeSet<ActorAddr>>,
 }
 
 impl ClusterRegistry {
@@ -326,7 +313,7 @@ impl ClusterRegistry {
                 }
             }
         }
-        self.change(touched, |registry| {
+        self.change(Scope::Keys(touched), |registry| {
             registry.raise_floor(origin.node, origin.incarnation);
             let replica = registry.replicas.entry(origin).or_default();
             for op in delta.ops {
@@ -356,19 +343,7 @@ impl ClusterRegistry {
 
     /// Merges a peer's full state (in any order, any number of times).
     pub fn merge_state(&mut self, state: State) -> Vec<Notice> {
-        let mut touched = Touched::default();
-        for replica in self.replicas.values() {
-            touched.add_keys(replica);
-        }
-        for origin in &state.origins {
-            touched
-                .names
-                .extend(origin.names.iter().map(|r| r.name.clone()));
-            touched
-                .groups
-                .extend(origin.groups.iter().map(|r| r.group.clone()));
-        }
-        self.change(touched, |registry| {
+        self.change(Scope::Everything, |registry| {
             for (node, floor) in state.floors {
                 registry.raise_floor(node, floor);
             }
@@ -394,7 +369,9 @@ impl ClusterRegistry {
     pub fn node_down(&mut self, node: u128, incarnation: u64) -> Vec<Notice> {
         let floor = incarnation.saturating_add(1);
         let touched = self.doomed_keys(node, floor);
-        self.change(touched, |registry| registry.raise_floor(node, floor))
+        self.change(Scope::Keys(touched), |registry| {
+            registry.raise_floor(node, floor);
+        })
     }
 
     /// Whether membership elsewhere has declared this node's current life dead (seen through
@@ -488,68 +465,56 @@ impl ClusterRegistry {
         touched
     }
 
-    /// Runs `mutate`, reports how the view of `touched` changed, and withdraws local
+    /// Runs `mutate`, reports how the view of `scope` changed, and withdraws local
     /// registrations that now lose a conflict.
-    fn change(&mut self, touched: Touched, mutate: impl FnOnce(&mut Self)) -> Vec<Notice> {
-        let before = self.view(&touched);
+    fn change(&mut self, scope: Scope, mutate: impl FnOnce(&mut Self)) -> Vec<Notice> {
+        let before = self.view(&scope);
         mutate(self);
-        let after = self.view(&touched);
-        let mut notices = Vec::new();
-        for ((name, old), new) in before.names.into_iter().zip(after.names.into_values()) {
-            match (old, new) {
-                (old, Some(actor)) if old != Some(actor) => notices.push(Notice::Registered {
-                    name,
-                    actor,
-                    replaced: old,
-                }),
-                (Some(actor), None) => notices.push(Notice::Unregistered { name, actor }),
-                _ => {}
-            }
-        }
-        for ((group, old), new) in before.groups.into_iter().zip(after.groups.into_values()) {
-            for actor in new.difference(&old) {
-                let group = group.clone();
-                notices.push(Notice::Joined {
-                    group,
-                    actor: *actor,
-                });
-            }
-            for actor in old.difference(&new) {
-                let group = group.clone();
-                notices.push(Notice::Left {
-                    group,
-                    actor: *actor,
-                });
-            }
-        }
-        self.withdraw_losers(&touched.names, &mut notices);
+        let after = self.view(&scope);
+        let mut notices = before.diff(&after);
+        let contested: Vec<String> = self
+            .own()
+            .claims()
+            .map(|(name, _)| name)
+            .filter(|name| scope.covers_name(name))
+            .map(str::to_owned)
+            .collect();
+        self.withdraw_losers(contested, &mut notices);
         notices
     }
 
-    fn view(&self, touched: &Touched) -> View {
-        View {
-            names: touched
-                .names
-                .iter()
-                .map(|name| (name.clone(), self.whereis(name)))
-                .collect(),
-            groups: touched
-                .groups
-                .iter()
-                .map(|group| (group.clone(), self.members(group).into_iter().collect()))
-                .collect(),
+    fn view(&self, scope: &Scope) -> View {
+        match scope {
+            Scope::Keys(touched) => View {
+                names: touched
+                    .names
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), self.whereis(name)?)))
+                    .collect(),
+                groups: touched
+                    .groups
+                    .iter()
+                    .map(|group| (group.clone(), BTreeSet::from_iter(self.members(group))))
+                    .filter(|(_, members)| !members.is_empty())
+                    .collect(),
+            },
+            // One pass over everything rather than one lookup per key in every replica.
+            Scope::Everything => View {
+                names: self.names(),
+                groups: self.groups(),
+            },
         }
     }
 
     /// Withdraws every local claim among `names` that is not the winner, reporting each.
-    fn withdraw_losers(&mut self, names: &BTreeSet<String>, notices: &mut Vec<Notice>) {
+    fn withdraw_losers(&mut self, names: Vec<String>, notices: &mut Vec<Notice>) {
         let mut ops = Vec::new();
         for name in names {
-            let Some(claim) = self.own().claim(name) else {
+            let Some(claim) = self.own().claim(&name) else {
                 continue;
             };
             let loser = ActorAddr::new(self.me, claim.actor);
-            let Some(winner) = self.whereis(name).filter(|winner| *winner != loser) else {
+            let Some(winner) = self.whereis(&name).filter(|winner| *winner != loser) else {
                 continue;
             };
             ops.push(self.own_op(OpKind::Unregister { name: name.clone() }));
@@ -561,13 +526,6 @@ impl ClusterRegistry {
         }
         let deltas = self.pack(ops);
         self.outbox.extend(deltas);
-    }
-}
-
-impl Touched {
-    fn add_keys(&mut self, replica: &Replica) {
-        self.names.extend(replica.name_keys().map(str::to_owned));
-        self.groups.extend(replica.group_keys().map(str::to_owned));
     }
 }
 
