@@ -156,6 +156,11 @@ impl ConfigNode {
             id,
             election_tick: settings.election_tick,
             heartbeat_tick: settings.heartbeat_tick,
+            // raft-rs randomises election timeouts with a thread-local RNG, which would make
+            // simulations irreproducible. A fixed, per-node staggered timeout is deterministic
+            // and still breaks ties: the lowest id times out first.
+            min_election_tick: settings.election_tick + 3 * id as usize,
+            max_election_tick: settings.election_tick + 3 * id as usize + 1,
             check_quorum: true,
             pre_vote: true,
             applied: 0,

@@ -251,6 +251,14 @@ pub fn check_kv(
     history: &[(String, Operation<KvInput, KvResult>)],
     max_steps_per_key: u64,
 ) -> Verdict {
+    check_kv_explained(history, max_steps_per_key).0
+}
+
+/// Like [`check_kv`], and also names the first key whose sub-history is not linearizable.
+pub fn check_kv_explained(
+    history: &[(String, Operation<KvInput, KvResult>)],
+    max_steps_per_key: u64,
+) -> (Verdict, Option<String>) {
     let mut by_key: BTreeMap<&str, Vec<Operation<KvInput, KvResult>>> = BTreeMap::new();
     for (key, operation) in history {
         by_key
@@ -259,14 +267,16 @@ pub fn check_kv(
             .push(operation.clone());
     }
     let mut verdict = Verdict::Linearizable;
-    for operations in by_key.values() {
+    for (key, operations) in &by_key {
         match check(&KvModel, operations, max_steps_per_key) {
-            Verdict::NotLinearizable => return Verdict::NotLinearizable,
+            Verdict::NotLinearizable => {
+                return (Verdict::NotLinearizable, Some((*key).to_string()));
+            }
             Verdict::Unknown => verdict = Verdict::Unknown,
             Verdict::Linearizable => {}
         }
     }
-    verdict
+    (verdict, None)
 }
 
 #[cfg(test)]

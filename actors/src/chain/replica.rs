@@ -91,12 +91,17 @@ pub struct Replica<S: StateMachine> {
     /// Uncommitted entries per object: CRAQ's dirty marks.
     dirty: BTreeMap<S::Key, u32>,
     pending: BTreeMap<(ClientId, u64), u64>,
+    /// Entries that arrived ahead of a gap, held until it fills (cleared on every new
+    /// configuration).
+    early: BTreeMap<u64, Entry<S>>,
     sessions: BTreeMap<ClientId, Session<S>>,
     successor: Successor,
     last_sync_request: Option<Instant>,
     lease: Lease,
     last_config_query: Option<Instant>,
     last_suspect: Option<Instant>,
+    /// An acknowledgement to the predecessor is owed; sent at the next flush.
+    ack_due: bool,
     actions: VecDeque<Action<S>>,
 }
 
@@ -142,12 +147,14 @@ impl<S: StateMachine> Replica<S> {
             received: 0,
             dirty: BTreeMap::new(),
             pending: BTreeMap::new(),
+            early: BTreeMap::new(),
             sessions: BTreeMap::new(),
             successor: Successor::default(),
             last_sync_request: None,
             lease: Lease::default(),
             last_config_query: None,
             last_suspect: None,
+            ack_due: false,
             actions: VecDeque::new(),
         }
     }
@@ -211,6 +218,7 @@ impl<S: StateMachine> Replica<S> {
         self.successor = Successor::default();
         self.last_sync_request = None;
         self.lease.until = None;
+        self.early.clear();
         let Some(me) = me else { return };
         let position = self.position();
         if me.since > self.synced_epoch {
@@ -260,6 +268,9 @@ impl<S: StateMachine> Replica<S> {
     // better as a statement than as a match guard.
     #[allow(clippy::collapsible_match)]
     pub fn handle_message(&mut self, from: Peer, message: Message<S>, now: Instant) {
+        // A tail that just became active (its fence wait ran out) commits what it holds
+        // before anything else, so no read sees it with uncommitted entries.
+        self.commit_if_tail(now);
         match message {
             Message::Write {
                 client,
@@ -289,8 +300,9 @@ impl<S: StateMachine> Replica<S> {
             Message::Forward { epoch, entries } => {
                 if self.check_epoch(epoch, now) && self.is_predecessor(from) && self.synced {
                     self.append(entries);
-                    self.commit_if_tail(now);
-                    self.send_ack();
+                    if !self.commit_if_tail(now) {
+                        self.send_ack();
+                    }
                 }
             }
             Message::Ack {
@@ -359,8 +371,14 @@ impl<S: StateMachine> Replica<S> {
                 suspect: successor.id,
             });
         }
+        // Under load some entries are always unacknowledged; resend only when the successor
+        // stopped making progress, not merely because entries are in flight.
         if self.successor.known
             && self.successor.received < self.received
+            && self
+                .successor
+                .last_progress
+                .is_none_or(|at| now >= at + self.settings.retransmit)
             && self
                 .successor
                 .last_send
@@ -372,14 +390,20 @@ impl<S: StateMachine> Replica<S> {
     }
 
     /// Sends what accumulated since the last flush: new entries go down the chain in
-    /// batches. Drivers call it after handling a burst of inputs, which is what batches.
+    /// batches, and one cumulative acknowledgement goes up. Drivers call it when their input
+    /// queue is drained, so that a burst of inputs becomes one batch.
     pub fn flush(&mut self, now: Instant) {
+        self.emit_ack();
         if !self.synced || !self.successor.known || self.successor.sent >= self.received {
             return;
         }
         let Some(successor) = self.successor_member() else {
             return;
         };
+        if self.successor.received >= self.successor.sent {
+            // Nothing was outstanding: the successor's silence counts from now.
+            self.successor.last_progress = Some(now);
+        }
         let epoch = self.epoch().unwrap_or(0);
         let mut batch = Vec::new();
         for entry in self.log.range(self.successor.sent + 1..).map(|(_, e)| e) {
@@ -526,12 +550,13 @@ impl<S: StateMachine> Replica<S> {
         }
         self.append(entries);
         self.mark_synced();
-        self.commit_if_tail(now);
-        self.send_ack();
+        if !self.commit_if_tail(now) {
+            self.send_ack();
+        }
     }
 
     fn on_ack(&mut self, received: u64, committed: u64, now: Instant) {
-        if received > self.successor.received || self.successor.received >= self.received {
+        if received > self.successor.received {
             self.successor.last_progress = Some(now);
         }
         self.successor.received = self.successor.received.max(received.min(self.received));
@@ -544,25 +569,44 @@ impl<S: StateMachine> Replica<S> {
 
     fn append(&mut self, entries: Vec<Entry<S>>) {
         for entry in entries {
-            if entry.seq != self.received + 1 {
+            if entry.seq > self.received + 1 {
+                // Overtook an earlier batch (datagrams reorder): hold it, within bounds.
+                if self.early.len() < MAX_EARLY {
+                    self.early.insert(entry.seq, entry);
+                }
                 continue;
             }
-            self.received = entry.seq;
-            *self
-                .dirty
-                .entry(S::command_key(&entry.command))
-                .or_insert(0) += 1;
-            self.pending
-                .insert((entry.client, entry.request), entry.seq);
-            self.log.insert(entry.seq, entry);
+            if entry.seq <= self.received {
+                continue;
+            }
+            self.push_entry(entry);
+            while let Some(next) = self.early.remove(&(self.received + 1)) {
+                self.push_entry(next);
+            }
         }
+        self.early = self.early.split_off(&(self.received + 1));
     }
 
-    fn commit_if_tail(&mut self, now: Instant) {
+    fn push_entry(&mut self, entry: Entry<S>) {
+        self.received = entry.seq;
+        *self
+            .dirty
+            .entry(S::command_key(&entry.command))
+            .or_insert(0) += 1;
+        self.pending
+            .insert((entry.client, entry.request), entry.seq);
+        self.log.insert(entry.seq, entry);
+    }
+
+    /// Commits everything received if this is the active tail; returns whether it did (and
+    /// so acknowledged upstream).
+    fn commit_if_tail(&mut self, now: Instant) -> bool {
         if self.is_tail() && self.synced && self.is_active(now) && self.committed < self.received {
             self.commit_through(self.received, true);
             self.send_ack();
+            return true;
         }
+        false
     }
 
     /// Applies entries up to `upto`; the tail (`reply`) answers their clients.
@@ -647,7 +691,16 @@ impl<S: StateMachine> Replica<S> {
         );
     }
 
+    /// Acknowledgements are cumulative, so one per flush carries everything since the last:
+    /// this only marks one as due.
     fn send_ack(&mut self) {
+        self.ack_due = true;
+    }
+
+    fn emit_ack(&mut self) {
+        if !std::mem::take(&mut self.ack_due) {
+            return;
+        }
         let (Some(epoch), Some(predecessor)) = (self.epoch(), self.predecessor_member()) else {
             return;
         };
@@ -687,14 +740,18 @@ impl<S: StateMachine> Replica<S> {
         self.log.clear();
         self.dirty.clear();
         self.pending.clear();
+        self.early.clear();
         self.sessions.clear();
     }
 
     fn is_active(&self, now: Instant) -> bool {
+        // The first configuration has no predecessor whose replicas need fencing.
+        let first = self.epoch() == Some(1);
         self.synced
-            && self
-                .adopted_at
-                .is_some_and(|at| now >= at + self.settings.fence_wait)
+            && (first
+                || self
+                    .adopted_at
+                    .is_some_and(|at| now >= at + self.settings.fence_wait))
     }
 
     fn can_read(&self, now: Instant) -> bool {
@@ -770,3 +827,6 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 }
+
+/// The most out-of-order entries a replica holds while waiting for a gap to fill.
+const MAX_EARLY: usize = 4096;

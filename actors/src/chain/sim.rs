@@ -83,9 +83,34 @@ pub struct SimSettings {
     pub deadline: Duration,
     /// Per-message processing time at a replica (a modelled service rate), if any.
     pub service_time: Option<Duration>,
+    /// Replica read-lease length.
+    pub lease: Duration,
+    /// Replica fence wait after adopting a configuration. Setting it below `lease` breaks
+    /// fencing on purpose (the checker must then find violations).
+    pub fence_wait: Duration,
 }
 
 impl SimSettings {
+    /// A measurement run: no faults, `chain_length` replicas, 64 clients per replica (enough
+    /// to saturate them) without pause on 10,000 keys, 95 % reads, 100 µs of service time per
+    /// message at each replica.
+    pub fn measurement(chain_length: usize, craq: bool) -> Self {
+        Self {
+            chain_length,
+            spares: 0,
+            clients: 64 * chain_length,
+            keys: 10_000,
+            read_fraction: 0.95,
+            craq,
+            duration: Duration::from_millis(600),
+            quiesce: Duration::from_millis(200),
+            nemesis: false,
+            think: Duration::ZERO,
+            service_time: Some(Duration::from_micros(100)),
+            ..Self::faulty(7)
+        }
+    }
+
     /// A faulty run of 3 s with a 3-replica chain, 1 spare, 3 group nodes, 4 clients on 3
     /// keys, 50 % reads, CRAQ.
     pub fn faulty(seed: u64) -> Self {
@@ -104,6 +129,8 @@ impl SimSettings {
             think: Duration::from_millis(20),
             deadline: Duration::from_millis(1500),
             service_time: None,
+            lease: Duration::from_millis(300),
+            fence_wait: Duration::from_millis(450),
         }
     }
 }
@@ -128,6 +155,10 @@ pub struct SimReport {
     pub faults: u64,
     /// Reads completed while clients ran, per simulated second.
     pub read_throughput: f64,
+    /// Mean latency of completed reads.
+    pub read_latency: Duration,
+    /// Mean latency of completed writes.
+    pub write_latency: Duration,
     /// The final configuration.
     pub final_config: ChainConfig,
 }
@@ -146,6 +177,7 @@ struct SimReplica {
     incarnation: u64,
     skew: Skew,
     busy_until: SimInstant,
+    last_flush: SimInstant,
 }
 
 #[derive(Debug)]
@@ -192,6 +224,8 @@ impl SimRng {
 }
 
 const TICK: Duration = Duration::from_millis(5);
+/// The longest a busy replica goes without flushing.
+const FLUSH_EVERY: Duration = Duration::from_millis(2);
 
 /// A simulated cluster: replicas, group nodes and clients.
 #[derive(Debug)]
@@ -283,7 +317,7 @@ impl ChainSim {
         let mut replicas = BTreeMap::new();
         for i in 0..(settings.chain_length + settings.spares) as u64 {
             let id = ReplicaId(100 + i);
-            let mut replica = Replica::new(id, 0, ReplicaSettings::new(group_ids.clone()));
+            let mut replica = Replica::new(id, 0, replica_settings(&settings, group_ids.clone()));
             let skew = skew(&mut rng);
             if i < settings.chain_length as u64 {
                 // The initial configuration is known to everyone from the start.
@@ -299,6 +333,7 @@ impl ChainSim {
                     incarnation: 0,
                     skew,
                     busy_until: SimInstant::ZERO,
+                    last_flush: SimInstant::ZERO,
                 },
             );
         }
@@ -420,7 +455,16 @@ impl ChainSim {
             .iter()
             .filter(|id| !tail_state.contains(id))
             .count();
-        let verdict = linearizability::check_kv(&self.history, 5_000_000);
+        let (verdict, failing_key) = linearizability::check_kv_explained(&self.history, 5_000_000);
+        if let Some(key) = &failing_key {
+            eprintln!("not linearizable on key {key}:");
+            for (_, op) in self.history.iter().filter(|(k, _)| k == key) {
+                eprintln!(
+                    "  {:>12} .. {:>12?} {:?} -> {:?}",
+                    op.call, op.ret, op.input, op.output
+                );
+            }
+        }
         let reads_during_load = self
             .history
             .iter()
@@ -429,7 +473,19 @@ impl ChainSim {
                     && op.ret.is_some_and(|ret| ret <= load_end.as_nanos())
             })
             .count();
+        let mean = |reads: bool| {
+            let latencies: Vec<u64> = self
+                .history
+                .iter()
+                .filter(|(_, op)| matches!(op.input, KvInput::Get) == reads)
+                .filter_map(|(_, op)| op.ret.map(|ret| ret - op.call))
+                .collect();
+            let count = latencies.len().max(1) as u64;
+            Duration::from_nanos(latencies.iter().sum::<u64>() / count)
+        };
         SimReport {
+            read_latency: mean(true),
+            write_latency: mean(false),
             verdict,
             lost_writes,
             completed: self.clients.iter().map(|c| c.completed).sum(),
@@ -569,6 +625,15 @@ impl ChainSim {
     fn flush_all(&mut self, now: SimInstant) {
         let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
         for id in ids {
+            // A busy replica (modelled service time) flushes once its queue is drained, as
+            // an event loop does after reading everything its socket holds.
+            // (At least every millisecond, so a saturated replica still acknowledges.)
+            if let Some(sim) = self.replicas.get_mut(&id) {
+                if sim.busy_until > now && now < sim.last_flush + FLUSH_EVERY {
+                    continue;
+                }
+                sim.last_flush = now;
+            }
             if let Some(sim) = self.replicas.get_mut(&id) {
                 let local = sim.skew.local(self.base, now);
                 if let Some(replica) = sim.replica.as_mut() {
@@ -798,7 +863,7 @@ impl ChainSim {
                     sim.replica = Some(Replica::new(
                         id,
                         sim.incarnation,
-                        ReplicaSettings::new(group),
+                        replica_settings(&self.settings, group),
                     ));
                     self.net.restart(&Peer::Replica(id));
                 }
@@ -815,6 +880,13 @@ impl ChainSim {
             Repair::Heal(a, b) => self.net.heal(&a, &b),
         }
     }
+}
+
+fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings {
+    let mut replica = ReplicaSettings::new(group);
+    replica.lease = settings.lease;
+    replica.fence_wait = settings.fence_wait;
+    replica
 }
 
 thread_local! {
