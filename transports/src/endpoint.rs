@@ -12,8 +12,14 @@
 //! A failed connection, or a failed dial, drops what was queued for that peer (at-most-once,
 //! like Erlang's distribution) and reports the peer down; the connection is dialed again,
 //! with exponential backoff, once there is something to send.
+//!
+//! Both ends of a connection send heartbeats and close it when the peer has been silent for
+//! [`EndpointConfig::idle_timeout`] (see `keepalive`), so a peer that vanished without closing
+//! its sockets is reported down too. A node reported down also loses the outbound connection
+//! to it.
 
 mod handshake;
+mod keepalive;
 mod key_follower;
 mod outbox;
 
@@ -27,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt, future};
 use phalanx_runtime::Handle;
 
 use crate::backoff::Backoff;
@@ -38,6 +44,7 @@ use crate::frame::{ClusterId, FrameKind, Incarnation, NodeId};
 use crate::shared_keyring::SharedKeyring;
 use crate::stream::StreamDecoder;
 use crate::transport::{ByteStream, Transport, TransportError};
+use keepalive::Liveness;
 use key_follower::KeyFollower;
 pub(crate) use outbox::{Mode, Outbox, TooLarge};
 
@@ -55,7 +62,7 @@ pub struct EndpointConfig {
     /// This node's incarnation (bump it on every restart).
     pub incarnation: Incarnation,
     /// Largest stream frame, sent or accepted (default
-    /// [`DEFAULT_MAX_STREAM_FRAME`](crate::DEFAULT_MAX_STREAM_FRAME)).
+    /// [`DEFAULT_MAX_STREAM_FRAME`]).
     pub max_stream_frame: usize,
     /// Payload bytes after which a batch is closed and a new one started (default
     /// [`DEFAULT_BATCH_BYTES`]).
@@ -72,6 +79,12 @@ pub struct EndpointConfig {
     /// while its peer has not switched to another key yet (default 30 s; see
     /// [`SharedKeyring`]).
     pub removed_key_grace: Duration,
+    /// Both ends of every connection send a heartbeat this often (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// A connection on which nothing arrived for this long, while its reader was waiting, is
+    /// closed and its node reported down (default 5 s): this is how a peer that went silent
+    /// without closing its connections is detected. Keep it several heartbeat intervals long.
+    pub idle_timeout: Duration,
 }
 
 impl EndpointConfig {
@@ -88,6 +101,8 @@ impl EndpointConfig {
             backoff_base: Duration::from_millis(20),
             backoff_cap: Duration::from_secs(2),
             removed_key_grace: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -627,6 +642,8 @@ pub(crate) enum LinkError {
     Handshake(&'static str),
     #[error("handshake timed out")]
     Timeout,
+    #[error("nothing heard from the peer within the idle timeout")]
+    Idle,
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
@@ -679,15 +696,30 @@ async fn inbound(shared: Arc<Shared>, mut stream: Box<dyn ByteStream>, from: Soc
         listen.set_ip(from.ip());
     }
     shared.link_up(node, incarnation, listen);
-    let result = read_loop(
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let liveness = Liveness::default();
+    let (mut reverse, mut reverse_keys) = shared.connection_codec();
+    let read = read_loop(
         &shared,
-        &mut stream,
+        &mut reader,
+        &liveness,
         &mut codec,
         &mut keys,
         &mut decoder,
         node,
-    )
-    .await;
+    );
+    let heartbeats = async {
+        Err(keepalive::send_heartbeats(
+            &mut writer,
+            &mut reverse,
+            &mut reverse_keys,
+            shared.config.heartbeat_interval,
+            shared.config.idle_timeout,
+        )
+        .await)
+    };
+    let idle = async { Err(liveness.watch(shared.config.idle_timeout).await) };
+    let result = future::or(read, future::or(heartbeats, idle)).await;
     tracing::debug!(%node, ?result, "inbound connection ended");
     shared.count(&codec);
     shared.link_down(node, incarnation);
@@ -695,7 +727,8 @@ async fn inbound(shared: Arc<Shared>, mut stream: Box<dyn ByteStream>, from: Soc
 
 async fn read_loop(
     shared: &Shared,
-    stream: &mut Box<dyn ByteStream>,
+    stream: &mut (impl AsyncRead + Unpin),
+    liveness: &Liveness,
     codec: &mut Codec,
     keys: &mut KeyFollower,
     decoder: &mut StreamDecoder,
@@ -708,6 +741,9 @@ async fn read_loop(
             let Some(frame) = decoder.next_frame(codec)? else {
                 break;
             };
+            if keepalive::is_heartbeat(frame.header.kind) {
+                continue;
+            }
             match shared.handler.upgrade() {
                 Some(handler) => {
                     handler
@@ -718,7 +754,7 @@ async fn read_loop(
                 None => return Err(LinkError::Closed),
             }
         }
-        let n = stream.read(&mut buf).await?;
+        let n = liveness.read(stream.read(&mut buf)).await?;
         if n == 0 {
             return Err(LinkError::Closed);
         }
@@ -748,7 +784,7 @@ async fn outbound(shared: Arc<Shared>, peer: Arc<Peer>) {
                         let _ = waiter.try_send(Some(node));
                     }
                 }
-                let result = write_loop(&peer.outbox, stream, &mut codec, &mut keys).await;
+                let result = write_loop(&shared, &peer.outbox, stream, &mut codec, &mut keys).await;
                 tracing::debug!(%node, addr = %peer.addr, ?result, "outbound connection ended");
                 shared.count(&codec);
                 *lock(&peer.connected) = None;
@@ -803,25 +839,50 @@ async fn dial(
 }
 
 async fn write_loop(
+    shared: &Shared,
     outbox: &Outbox,
     stream: Box<dyn ByteStream>,
     codec: &mut Codec,
     keys: &mut KeyFollower,
 ) -> Result<(), LinkError> {
     let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let liveness = Liveness::default();
+    // The acceptor sends only heartbeats after the handshake, sealed by a codec of its own
+    // (so with their own sequence numbers): a fresh decoder and codec read them.
     let watch = async {
-        // Nothing is expected from the acceptor after the handshake: any byte, the end of
-        // the stream or an error ends the connection.
-        let mut byte = [0; 1];
-        let _ = reader.read(&mut byte).await;
-        Err(LinkError::Closed)
+        let (mut codec, mut keys) = shared.connection_codec();
+        let mut decoder = StreamDecoder::new();
+        let mut buf = [0; 1_024];
+        loop {
+            keys.refresh(&mut codec, decoder.last_key());
+            while let Some(frame) = decoder.next_frame(&mut codec)? {
+                if !keepalive::is_heartbeat(frame.header.kind) {
+                    return Err(LinkError::Handshake("data from the acceptor"));
+                }
+            }
+            let n = liveness.read(reader.read(&mut buf)).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            decoder.push(&buf[..n]);
+        }
+    };
+    let idle = async { Err(liveness.watch(shared.config.idle_timeout).await) };
+    let heartbeats = async {
+        loop {
+            phalanx_runtime::sleep(shared.config.heartbeat_interval).await;
+            outbox.request_heartbeat();
+        }
     };
     let write = async {
         let mut batches = Vec::new();
         let mut out = Vec::new();
-        while outbox.take(&mut batches).await {
+        while let Some(heartbeat) = outbox.take(&mut batches).await {
             keys.refresh(codec, None);
             out.clear();
+            if heartbeat {
+                codec.seal_stream_frame_into(FrameKind::Control, &[], &mut out)?;
+            }
             for batch in &batches {
                 codec.seal_stream_frame_into(FrameKind::ActorMessage, batch, &mut out)?;
             }
@@ -830,7 +891,7 @@ async fn write_loop(
         }
         Ok(())
     };
-    future::or(write, watch).await
+    future::or(write, future::or(watch, future::or(idle, heartbeats))).await
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

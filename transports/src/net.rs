@@ -68,7 +68,7 @@ impl NetTransport {
     }
 
     /// This transport with a different largest datagram (default
-    /// [`DEFAULT_MAX_DATAGRAM`](crate::DEFAULT_MAX_DATAGRAM)); keep it equal to the codec's.
+    /// [`DEFAULT_MAX_DATAGRAM`]); keep it equal to the codec's.
     #[must_use]
     pub fn with_max_datagram(mut self, max: usize) -> NetTransport {
         self.max_datagram = max;

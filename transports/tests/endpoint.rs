@@ -51,9 +51,17 @@ async fn node(n: u128, bind: &str, security: EndpointSecurity) -> Node {
 }
 
 fn node_on(n: u128, transport: Arc<NetTransport>, security: EndpointSecurity) -> Node {
+    let config = EndpointConfig::new(CLUSTER, NodeId::from_u128(n), Incarnation(1));
+    node_with(transport, config, security)
+}
+
+fn node_with(
+    transport: Arc<NetTransport>,
+    config: EndpointConfig,
+    security: EndpointSecurity,
+) -> Node {
     let (tx, events) = flume::unbounded();
     let handler: Arc<dyn Handler> = Arc::new(Collect(tx));
-    let config = EndpointConfig::new(CLUSTER, NodeId::from_u128(n), Incarnation(1));
     let endpoint = Endpoint::new(transport, config, security, Arc::downgrade(&handler));
     endpoint.start();
     Node {
@@ -432,5 +440,141 @@ fn udp_datagrams_through_the_codec_reject_bad_input() {
         assert_eq!(counters.truncated, 1);
         assert_eq!(counters.garbled, 1);
         assert_eq!(counters.wrong_cluster, 1);
+    });
+}
+
+/// A node that sends heartbeats every 20 ms and gives up on a silent peer after `idle_timeout`.
+async fn impatient_node(n: u128, idle_timeout: Duration) -> Node {
+    let transport = Arc::new(
+        NetTransport::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    );
+    let mut config = EndpointConfig::new(CLUSTER, NodeId::from_u128(n), Incarnation(1));
+    config.heartbeat_interval = Duration::from_millis(20);
+    config.idle_timeout = idle_timeout;
+    node_with(transport, config, EndpointSecurity::Keyring(keys()))
+}
+
+async fn next_event(events: &flume::Receiver<Event>) -> Event {
+    phalanx_runtime::timeout(WAIT, events.recv_async())
+        .await
+        .expect("no event in time")
+        .unwrap()
+}
+
+#[test]
+fn a_dialer_that_goes_silent_is_declared_down() {
+    run(async {
+        let a = impatient_node(1, Duration::from_millis(300)).await;
+        let mut codec = raw_codec(3, CLUSTER, [9; 32]);
+        // Node 3 completes the handshake, then neither writes nor reads, nor closes.
+        let (mut stream, _) = handshake_by_hand(a.endpoint.local_addr(), &mut codec).await;
+        assert_eq!(next_event(&a.events).await, Event::Up(NodeId::from_u128(3)));
+        assert_eq!(
+            next_event(&a.events).await,
+            Event::Down(NodeId::from_u128(3))
+        );
+        assert!(!a.endpoint.is_up(NodeId::from_u128(3)));
+        // A closed its end (after sending its own heartbeats, which are read and dropped here).
+        drain(&mut stream).await;
+        a.endpoint.close();
+    });
+}
+
+#[test]
+fn an_acceptor_that_goes_silent_is_declared_down() {
+    run(async {
+        let a = impatient_node(1, Duration::from_millis(300)).await;
+        let listener = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        // Node 3 answers the handshake, then never sends a heartbeat.
+        let silent = phalanx_runtime::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut codec = raw_codec(3, CLUSTER, [9; 32]);
+            let mut decoder = StreamDecoder::new();
+            let mut buf = [0; 1024];
+            let hello = read_by_hand(&mut stream, &mut decoder, &mut codec, &mut buf).await;
+            let Ok(Handshake::Hello { challenge, .. }) = postcard::from_bytes(&hello) else {
+                panic!("no Hello");
+            };
+            let welcome = Handshake::Welcome {
+                echo: challenge,
+                challenge: [5; 16],
+            };
+            let bytes = codec
+                .seal_stream_frame(
+                    FrameKind::Control,
+                    &postcard::to_allocvec(&welcome).unwrap(),
+                )
+                .unwrap();
+            stream.write_all(&bytes).await.unwrap();
+            let ack = read_by_hand(&mut stream, &mut decoder, &mut codec, &mut buf).await;
+            assert!(matches!(
+                postcard::from_bytes(&ack),
+                Ok(Handshake::Ack { echo }) if echo == [5; 16]
+            ));
+            stream
+        });
+        assert_eq!(
+            a.endpoint.connect(to, WAIT).await.unwrap(),
+            NodeId::from_u128(3)
+        );
+        let _stream = silent.await;
+        assert_eq!(next_event(&a.events).await, Event::Up(NodeId::from_u128(3)));
+        assert_eq!(
+            next_event(&a.events).await,
+            Event::Down(NodeId::from_u128(3))
+        );
+        assert!(!a.endpoint.is_up(NodeId::from_u128(3)));
+        a.endpoint.close();
+    });
+}
+
+/// Reads until one frame decodes; returns its payload.
+async fn read_by_hand(
+    stream: &mut async_net::TcpStream,
+    decoder: &mut StreamDecoder,
+    codec: &mut Codec,
+    buf: &mut [u8],
+) -> Vec<u8> {
+    loop {
+        if let Some(frame) = decoder.next_frame(codec).unwrap() {
+            return frame.payload;
+        }
+        let n = stream.read(buf).await.unwrap();
+        assert!(n > 0);
+        decoder.push(&buf[..n]);
+    }
+}
+
+#[test]
+fn idle_connections_between_live_nodes_stay_up() {
+    run(async {
+        // Heartbeats every 20 ms, a generous 1 s timeout: only a stall of the whole machine
+        // for most of a second could look like silence.
+        let a = impatient_node(1, Duration::from_secs(1)).await;
+        let b = impatient_node(2, Duration::from_secs(1)).await;
+        a.endpoint
+            .connect(b.endpoint.local_addr(), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(next_event(&a.events).await, Event::Up(NodeId::from_u128(2)));
+        assert_eq!(next_event(&b.events).await, Event::Up(NodeId::from_u128(1)));
+        phalanx_runtime::sleep(Duration::from_secs(2)).await;
+        assert!(
+            a.events.is_empty() && b.events.is_empty(),
+            "a live peer was declared down"
+        );
+        a.endpoint
+            .sender(b.endpoint.local_addr())
+            .send(b"still here")
+            .unwrap();
+        assert_eq!(
+            next_frame(&b.events).await,
+            (NodeId::from_u128(1), b"still here".to_vec())
+        );
+        a.endpoint.close();
+        b.endpoint.close();
     });
 }

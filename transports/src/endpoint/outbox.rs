@@ -49,6 +49,8 @@ struct State {
     spare: Vec<Vec<u8>>,
     /// Someone asked for a connection even though nothing is queued.
     connect_wanted: bool,
+    /// The connection is due to send a heartbeat.
+    heartbeat: bool,
     writer: Option<Waker>,
     blocked: Vec<Waker>,
 }
@@ -62,6 +64,7 @@ impl Outbox {
                 queued: 0,
                 spare: Vec::new(),
                 connect_wanted: false,
+                heartbeat: false,
                 writer: None,
                 blocked: Vec::new(),
             }),
@@ -160,8 +163,9 @@ impl Outbox {
     }
 
     /// Takes every queued batch into `out` (after recycling what `out` held); waits while
-    /// there is none. `false` once the outbox stops queueing.
-    pub(crate) async fn take(&self, out: &mut Vec<Vec<u8>>) -> bool {
+    /// there is none and no heartbeat is due. `Some(heartbeat due)`, or `None` once the outbox
+    /// stops queueing.
+    pub(crate) async fn take(&self, out: &mut Vec<Vec<u8>>) -> Option<bool> {
         poll_fn(|cx| {
             let mut state = self.lock();
             for mut used in out.drain(..) {
@@ -171,9 +175,13 @@ impl Outbox {
                 }
             }
             if state.mode != Mode::Queue {
-                return Poll::Ready(false);
+                return Poll::Ready(None);
             }
+            let heartbeat = mem::take(&mut state.heartbeat);
             if state.queued == 0 {
+                if heartbeat {
+                    return Poll::Ready(Some(true));
+                }
                 state.writer = Some(cx.waker().clone());
                 return Poll::Pending;
             }
@@ -182,7 +190,7 @@ impl Outbox {
             let blocked = mem::take(&mut state.blocked);
             drop(state);
             blocked.into_iter().for_each(Waker::wake);
-            Poll::Ready(true)
+            Poll::Ready(Some(heartbeat))
         })
         .await
     }
@@ -197,6 +205,7 @@ impl Outbox {
         state.mode = mode;
         let mut dropped = 0;
         if mode != Mode::Queue {
+            state.heartbeat = false;
             dropped = state.queued;
             state.batches.clear();
             state.queued = 0;
@@ -206,6 +215,20 @@ impl Outbox {
         drop(state);
         blocked.into_iter().chain(writer).for_each(Waker::wake);
         dropped
+    }
+
+    /// Asks the connected writer to send a heartbeat (ignored while not queueing).
+    pub(crate) fn request_heartbeat(&self) {
+        let mut state = self.lock();
+        if state.mode != Mode::Queue {
+            return;
+        }
+        state.heartbeat = true;
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(waker) = writer {
+            waker.wake();
+        }
     }
 
     /// Asks the connection task to connect even with nothing to send.
@@ -263,7 +286,7 @@ mod tests {
             assert_eq!(push(&outbox, &[byte, byte]), Mode::Queue);
         }
         let mut out = Vec::new();
-        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
         assert_eq!(out.len(), 5);
         assert!(out.iter().all(|b| b.len() == 4));
         let all: Vec<u8> = out.concat();
@@ -271,7 +294,7 @@ mod tests {
         // A record that fits a frame but not the open batch starts a new batch.
         push(&outbox, &[1; 3]);
         push(&outbox, &[2; 5]);
-        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
         assert_eq!(out, vec![vec![1; 3], vec![2; 5]]);
     }
 
@@ -291,7 +314,7 @@ mod tests {
         assert!(!outbox.is_full());
         push(&outbox, b"x");
         let mut out = Vec::new();
-        assert!(future::block_on(outbox.take(&mut out)));
+        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
         assert_eq!(out, vec![b"x".to_vec()]);
     }
 
@@ -305,7 +328,7 @@ mod tests {
         assert_eq!(push(&outbox, b"lost"), Mode::Discard);
         future::block_on(outbox.ready());
         let mut out = Vec::new();
-        assert!(!future::block_on(outbox.take(&mut out)));
+        assert_eq!(future::block_on(outbox.take(&mut out)), None);
         outbox.set_mode(Mode::Closed);
         assert_eq!(outbox.set_mode(Mode::Queue), 0);
         assert_eq!(outbox.mode(), Mode::Closed);
