@@ -73,6 +73,8 @@ pub struct Node {
     remoting: Arc<Remoting>,
     root: SupervisorRef,
     table: Arc<Mutex<Vec<MemberRow>>>,
+    /// The gossip actor's name in the local registry.
+    local_gossip: String,
 }
 
 /// A node could not start or serve a request.
@@ -145,6 +147,8 @@ impl Node {
         ));
         let listen = remoting.local_addr();
         let table = Arc::new(Mutex::new(Vec::new()));
+        // Local registry names carry the node id: several nodes may share one process.
+        let local_gossip = format!("{GOSSIP_NAME}.{node}");
 
         let services = gossip::Services {
             transport,
@@ -161,7 +165,7 @@ impl Node {
         let gossip_spec = {
             let services = services.clone();
             ChildSpec::new("gossip", move || gossip::GossipActor::new(services.clone()))
-                .registered(GOSSIP_NAME)
+                .registered(local_gossip.clone())
         };
         let admin_spec = {
             let remoting = remoting.clone();
@@ -171,18 +175,25 @@ impl Node {
             })
         };
         let mut root = Supervisor::new(Strategy::OneForOne)
-            .name("phalanx.root")
+            .name(format!("phalanx.root.{node}"))
             .intensity(Intensity::new(10, Duration::from_secs(10)))
             .child(gossip_spec)
             .child(admin_spec);
         if !config.dns.is_empty() || config.multicast || config.mdns {
-            root = root.child(discovery_spec(&config, cluster, node, listen));
+            root = root.child(discovery_spec(
+                &config,
+                cluster,
+                node,
+                listen,
+                &local_gossip,
+            ));
         }
         let root = root.start()?;
         Ok(Node {
             remoting,
             root,
             table,
+            local_gossip,
         })
     }
 
@@ -221,7 +232,7 @@ impl Node {
     /// Leaves the cluster gracefully, stops the services in order and closes the port.
     pub async fn shutdown(self) {
         if let Some(gossip) =
-            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(GOSSIP_NAME)
+            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
         {
             let _ = gossip
                 .ask(gossip::GossipMessage::leave, Duration::from_secs(2))
@@ -237,6 +248,7 @@ fn discovery_spec(
     cluster: ClusterId,
     node: NodeId,
     listen: SocketAddr,
+    local_gossip: &str,
 ) -> ChildSpec {
     let mut discovery = DiscoveryConfig::new(cluster, node);
     discovery.gossip = Some(listen);
@@ -259,13 +271,15 @@ fn discovery_spec(
         driver.mdns = Some(MdnsConfig::new());
     }
     let key = config.key.clone();
+    let local_gossip = local_gossip.to_owned();
     ChildSpec::new("discovery", move || {
+        let local_gossip = local_gossip.clone();
         let (tx, rx) = flume::unbounded::<phalanx_actors::discovery::Candidate>();
         // Candidates go to whichever gossip actor is current (it may have been restarted).
         phalanx_runtime::spawn(async move {
             while let Ok(candidate) = rx.recv_async().await {
                 if let Some(gossip) =
-                    phalanx_runtime::registry::whereis::<gossip::GossipMessage>(GOSSIP_NAME)
+                    phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&local_gossip)
                 {
                     let _ = gossip
                         .tell(gossip::GossipMessage::join(vec![candidate.addr]))

@@ -6,6 +6,8 @@ mod ch01_hello;
 mod ch02_actors;
 #[path = "../examples/ch03_supervision.rs"]
 mod ch03_supervision;
+#[path = "../examples/ch04_cluster.rs"]
+mod ch04_cluster;
 
 #[test]
 fn ch01_hello() {
@@ -20,4 +22,9 @@ fn ch02_actors() {
 #[test]
 fn ch03_supervision() {
     ch03_supervision::main().expect("listing runs");
+}
+
+#[test]
+fn ch04_cluster() {
+    ch04_cluster::main().expect("listing runs");
 }
