@@ -309,7 +309,7 @@ impl ClusterRegistry {
                     touched.names.insert(name.clone());
                 }
                 OpKind::Join { group, .. } | OpKind::Leave { group, .. } => {
-                    touched.groups.insert(group.clone());
+                    touched.groups.insert((group.clone(), origin));
                 }
             }
         }
@@ -459,7 +459,7 @@ impl ClusterRegistry {
         );
         for (origin, replica) in lives {
             if *origin != self.me {
-                touched.add_keys(replica);
+                touched.add_keys(*origin, replica);
             }
         }
         touched
@@ -491,12 +491,7 @@ impl ClusterRegistry {
                     .iter()
                     .filter_map(|name| Some((name.clone(), self.whereis(name)?)))
                     .collect(),
-                groups: touched
-                    .groups
-                    .iter()
-                    .map(|group| (group.clone(), BTreeSet::from_iter(self.members(group))))
-                    .filter(|(_, members)| !members.is_empty())
-                    .collect(),
+                groups: self.touched_members(&touched.groups),
             },
             // One pass over everything rather than one lookup per key in every replica.
             Scope::Everything => View {
@@ -504,6 +499,26 @@ impl ClusterRegistry {
                 groups: self.groups(),
             },
         }
+    }
+
+    /// The members of each touched group from the touched origins only.
+    fn touched_members(
+        &self,
+        groups: &BTreeSet<(String, Origin)>,
+    ) -> BTreeMap<String, BTreeSet<ActorAddr>> {
+        let mut members: BTreeMap<String, BTreeSet<ActorAddr>> = BTreeMap::new();
+        for (group, origin) in groups {
+            let Some(replica) = self.replicas.get(origin) else {
+                continue;
+            };
+            for actor in replica.members(group) {
+                members
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(ActorAddr::new(*origin, actor));
+            }
+        }
+        members
     }
 
     /// Withdraws every local claim among `names` that is not the winner, reporting each.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::notice::Notice;
 use super::replica::Replica;
-use super::wire::ActorAddr;
+use super::wire::{ActorAddr, Origin};
 
 /// Which part of the view a change may affect.
 #[derive(Debug)]
@@ -15,14 +15,18 @@ pub(crate) enum Scope {
     Everything,
 }
 
-/// Names and groups a change may affect.
+/// Names, and groups per origin, a change may affect.
+///
+/// Groups are tracked per origin because a group can have many members: a delta changes
+/// only its own origin's members, and reporting it must not cost the size of the group.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub(crate) names: BTreeSet<String>,
-    pub(crate) groups: BTreeSet<String>,
+    pub(crate) groups: BTreeSet<(String, Origin)>,
 }
 
-/// The resolved view of a scope: the names that resolve, the groups that have members.
+/// The resolved view of a scope: the names that resolve, and the members of groups (for
+/// [`Scope::Keys`], only the members from the touched origins).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct View {
     pub(crate) names: BTreeMap<String, ActorAddr>,
@@ -40,10 +44,11 @@ impl Scope {
 }
 
 impl Touched {
-    /// Adds every key `replica` has a record of.
-    pub(crate) fn add_keys(&mut self, replica: &Replica) {
+    /// Adds every key `replica`, of `origin`, has a record of.
+    pub(crate) fn add_keys(&mut self, origin: Origin, replica: &Replica) {
         self.names.extend(replica.name_keys().map(str::to_owned));
-        self.groups.extend(replica.group_keys().map(str::to_owned));
+        let groups = replica.group_keys().map(|group| (group.to_owned(), origin));
+        self.groups.extend(groups);
     }
 }
 
