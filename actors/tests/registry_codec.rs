@@ -129,7 +129,8 @@ proptest! {
     ) {
         let mut registry = populated(node, &script);
         let state = registry.full_state();
-        prop_assert_eq!(&State::decode(&state.encode().expect("encodes")).expect("decodes"), &state);
+        let bytes = state.encode().expect("encodes");
+        prop_assert_eq!(&State::decode(&bytes).expect("decodes"), &state);
         // A fresh replica that merges the state sees the same names and groups.
         let mut copy = ClusterRegistry::new(node ^ 1, 1);
         copy.merge_state(state);

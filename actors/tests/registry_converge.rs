@@ -59,7 +59,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (node.clone(), 0..NAMES.len(), actor.clone())
             .prop_map(|(node, name, actor)| Step::Register { node, name, actor }),
-        1 => (node.clone(), 0..NAMES.len()).prop_map(|(node, name)| Step::Unregister { node, name }),
+        1 => (node.clone(), 0..NAMES.len())
+            .prop_map(|(node, name)| Step::Unregister { node, name }),
         3 => (node.clone(), 0..GROUPS.len(), actor.clone())
             .prop_map(|(node, group, actor)| Step::Join { node, group, actor }),
         2 => (node.clone(), 0..GROUPS.len(), actor.clone())

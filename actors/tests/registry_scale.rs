@@ -56,7 +56,11 @@ fn full_state_of_ten_thousand_names_and_memberships() {
         "registry scale ({} build): {NODES} nodes, {entries} names + {entries} memberships; \
          delta {} B avg; full state {} B ({} B per entry); decode {decode_time:?}, \
          merge into empty {merge_time:?} ({} notices), idempotent re-merge {remerge_time:?}",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         delta_bytes / deltas,
         bytes.len(),
         bytes.len() / (2 * entries),

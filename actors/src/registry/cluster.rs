@@ -34,7 +34,8 @@ use super::wire::{
 /// assert_eq!(a.whereis("leader"), b.whereis("leader"));
 /// assert_eq!(a.whereis("leader").map(|addr| addr.node), Some(1));
 /// // The loser's node is told, and has withdrawn its claim; the withdrawal spreads.
-/// assert!(on_b.iter().any(|notice| matches!(notice, Notice::Lost { loser, .. } if loser.node == 2)));
+/// let lost = |notice: &Notice| matches!(notice, Notice::Lost { loser, .. } if loser.node == 2);
+/// assert!(on_b.iter().any(lost));
 /// let withdrawal = b.poll_delta().ok_or("no withdrawal")?;
 /// a.merge_delta(withdrawal);
 /// assert_eq!(a.claimants("leader").len(), 1);
