@@ -15,11 +15,12 @@ fn fault_free_run_is_linearizable_and_makes_progress() {
     assert_eq!(report.given_up, 0);
     assert!(report.completed > 300, "{report:?}");
     assert_eq!(report.reconfigurations, 0);
+    assert!(!report.stuck);
 }
 
 #[test]
 fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
-    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for_each_seed(12, |seed| {
         let report = ChainSim::new(SimSettings::faulty(seed)).run();
         assert_eq!(
@@ -33,9 +34,30 @@ fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
         totals.2 += report.given_up;
         totals.3 += report.reconfigurations;
         totals.4 += report.faults;
+        totals.5 += u64::from(report.stuck);
     });
     println!(
-        "seeds {} completed {} given up {} reconfigurations {} faults {}",
-        totals.0, totals.1, totals.2, totals.3, totals.4
+        "seeds {} completed {} given up {} reconfigurations {} faults {} stuck {}",
+        totals.0, totals.1, totals.2, totals.3, totals.4, totals.5
     );
+}
+
+/// The checker has teeth: with fencing disabled (no fence wait, long leases) a removed
+/// replica keeps serving reads while the new chain commits writes, and some seed must show a
+/// non-linearizable history.
+#[test]
+fn disabling_fencing_is_caught_by_the_checker() {
+    let mut caught = None;
+    for seed in 0..60 {
+        let mut settings = SimSettings::faulty(seed);
+        settings.lease = std::time::Duration::from_secs(3);
+        settings.fence_wait = std::time::Duration::ZERO;
+        let report = ChainSim::new(settings).run();
+        if report.verdict == Verdict::NotLinearizable {
+            caught = Some(seed);
+            break;
+        }
+    }
+    println!("fencing disabled: first non-linearizable seed {caught:?}");
+    assert!(caught.is_some(), "no seed exposed the missing fence");
 }

@@ -100,6 +100,8 @@ pub struct ConfigNode {
     highest_logged: u64,
     /// Replicas heard from: `(incarnation, when)`.
     heard: BTreeMap<ReplicaId, (u64, Instant)>,
+    /// The last epoch each replica reported having caught up in: `(incarnation, epoch)`.
+    synced: BTreeMap<ReplicaId, (u64, u64)>,
     suspects: BTreeMap<ReplicaId, (u64, Instant)>,
     proposed: Option<(u64, Instant)>,
     was_leader: bool,
@@ -177,6 +179,7 @@ impl ConfigNode {
             storage,
             raft,
             heard: BTreeMap::new(),
+            synced: BTreeMap::new(),
             suspects: BTreeMap::new(),
             proposed: None,
             was_leader: false,
@@ -230,6 +233,7 @@ impl ConfigNode {
                 incarnation,
                 epoch,
                 round,
+                synced_epoch,
             } => {
                 let newest = self
                     .heard
@@ -237,6 +241,11 @@ impl ConfigNode {
                     .is_none_or(|&(known, _)| incarnation >= known);
                 if newest {
                     self.heard.insert(replica, (incarnation, now));
+                    let synced = match self.synced.get(&replica) {
+                        Some(&(known, synced)) if known == incarnation => synced.max(synced_epoch),
+                        _ => synced_epoch,
+                    };
+                    self.synced.insert(replica, (incarnation, synced));
                 }
                 let member = self
                     .committed
@@ -290,17 +299,44 @@ impl ConfigNode {
             return;
         }
         let current = &self.committed;
+        // Never remove a member if the chain would then start with one that has not caught up
+        // since it was added (it may lack committed writes) or that was not heard from lately
+        // (it may have lost its state). The chain then waits (no availability, no loss) until
+        // the member returns or the successor catches up.
+        let head_caught_up = |without: ReplicaId| {
+            current
+                .members
+                .iter()
+                .find(|m| m.id != without)
+                .is_some_and(|head| {
+                    let recent = self.heard.get(&head.id).is_some_and(|&(incarnation, at)| {
+                        incarnation == head.incarnation
+                            && now < at + self.settings.suspect_after / 2
+                    });
+                    recent
+                        && self
+                            .synced
+                            .get(&head.id)
+                            .is_some_and(|&(incarnation, synced)| {
+                                incarnation == head.incarnation && synced >= head.since
+                            })
+                })
+        };
         let next = if current.members.len() > 1
-            && let Some(dead) = current.members.iter().find(|member| {
-                let silent = self.heard.get(&member.id).is_none_or(|&(incarnation, at)| {
-                    incarnation != member.incarnation || now >= at + self.settings.suspect_after
-                });
-                let suspected = self
-                    .suspects
-                    .get(&member.id)
-                    .is_some_and(|&(epoch, _)| epoch == current.epoch);
-                silent || suspected
-            }) {
+            && let Some(dead) = current
+                .members
+                .iter()
+                .filter(|m| head_caught_up(m.id))
+                .find(|member| {
+                    let silent = self.heard.get(&member.id).is_none_or(|&(incarnation, at)| {
+                        incarnation != member.incarnation || now >= at + self.settings.suspect_after
+                    });
+                    let suspected = self
+                        .suspects
+                        .get(&member.id)
+                        .is_some_and(|&(epoch, _)| epoch == current.epoch);
+                    silent || suspected
+                }) {
             Some(current.without(dead.id))
         } else if current.members.len() < self.settings.target_length
             && let Some((&id, &(incarnation, _))) =

@@ -158,6 +158,8 @@ pub enum ControlMessage {
         epoch: u64,
         /// Its round number, echoed in the reply.
         round: u64,
+        /// The last epoch in which it caught up with its predecessor (0: never).
+        synced_epoch: u64,
     },
     /// Configuration node to replica.
     LeaseReply {

@@ -675,6 +675,7 @@ impl<S: StateMachine> Replica<S> {
             incarnation: self.incarnation,
             epoch: self.epoch().unwrap_or(0),
             round: self.lease.round,
+            synced_epoch: self.synced_epoch,
         };
         self.broadcast_to_group(message);
     }

@@ -141,8 +141,11 @@ impl SimSettings {
 pub struct SimReport {
     /// The checker's verdict over the whole history.
     pub verdict: Verdict,
-    /// Acknowledged writes missing from the final tail's state (must be 0).
+    /// Acknowledged writes missing from the final tail's state, or if the chain is stuck,
+    /// from every live replica (must be 0).
     pub lost_writes: usize,
+    /// The chain ended without a caught-up tail (it waited rather than risk losing data).
+    pub stuck: bool,
     /// Operations completed.
     pub completed: u64,
     /// Reads completed.
@@ -444,17 +447,36 @@ impl ChainSim {
             .map(|n| n.committed().clone())
             .max_by_key(|c| c.epoch)
             .unwrap_or_else(|| ChainConfig::initial(&[]));
-        let tail_state = final_config
-            .tail()
-            .and_then(|tail| self.replicas.get(&tail.id))
-            .and_then(|r| r.replica.as_ref())
-            .map(|r| r.machine().applied.clone())
-            .unwrap_or_default();
-        let lost_writes = self
-            .acked
-            .iter()
-            .filter(|id| !tail_state.contains(id))
-            .count();
+        // Healthy end: the final configuration's tail is up (same incarnation) and caught up
+        // in it; every acknowledged write must be in its state. Otherwise the chain is stuck
+        // (it waits rather than risk a loss): every acknowledged write must then still be held
+        // by one live replica.
+        let tail = final_config.tail().and_then(|tail| {
+            self.replicas
+                .get(&tail.id)
+                .and_then(|r| r.replica.as_ref())
+                .filter(|r| {
+                    r.incarnation() == tail.incarnation
+                        && r.is_synced()
+                        && r.config().is_some_and(|c| c.epoch == final_config.epoch)
+                })
+        });
+        let stuck = tail.is_none();
+        let state = match tail {
+            Some(tail) => tail.machine().applied.clone(),
+            None => self
+                .replicas
+                .values()
+                .filter_map(|r| r.replica.as_ref())
+                .map(|r| r.machine().applied.clone())
+                .max_by_key(|applied| applied.len())
+                .unwrap_or_default(),
+        };
+        let lost: Vec<&(u64, u64)> = self.acked.iter().filter(|id| !state.contains(id)).collect();
+        if !lost.is_empty() {
+            eprintln!("lost acknowledged writes (stuck: {stuck}): {lost:?}");
+        }
+        let lost_writes = lost.len();
         let (verdict, failing_key) = linearizability::check_kv_explained(&self.history, 5_000_000);
         if let Some(key) = &failing_key {
             eprintln!("not linearizable on key {key}:");
@@ -484,6 +506,7 @@ impl ChainSim {
             Duration::from_nanos(latencies.iter().sum::<u64>() / count)
         };
         SimReport {
+            stuck,
             read_latency: mean(true),
             write_latency: mean(false),
             verdict,
@@ -769,7 +792,7 @@ impl ChainSim {
         }
         self.next_fault = now + Duration::from_millis(100 + self.rng.below(400));
         let later = |rng: &mut SimRng| now + Duration::from_millis(150 + rng.below(700));
-        match self.rng.below(5) {
+        match self.rng.below(7) {
             0 => {
                 let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
                 let id = ids[self.rng.below(ids.len() as u64) as usize];
@@ -796,6 +819,28 @@ impl ChainSim {
                     self.net.crash(Peer::Config(id));
                     let at = later(&mut self.rng);
                     self.repairs.push((at, Repair::RestartGroup(id)));
+                }
+            }
+            kind @ (5 | 6) => {
+                // Cut one replica off from every server (replicas and group), but not from
+                // clients: the classic stale-read setting. Kind 6 cuts only what it hears.
+                let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+                let victim = Peer::Replica(ids[self.rng.below(ids.len() as u64) as usize]);
+                let servers: Vec<Peer> = ids
+                    .iter()
+                    .map(|&id| Peer::Replica(id))
+                    .chain(self.group.keys().map(|&id| Peer::Config(id)))
+                    .filter(|&peer| peer != victim)
+                    .collect();
+                self.faults += 1;
+                let at = later(&mut self.rng);
+                for server in servers {
+                    if kind == 5 {
+                        self.net.partition(victim, server);
+                    } else {
+                        self.net.partition_one_way(server, victim);
+                    }
+                    self.repairs.push((at, Repair::Heal(victim, server)));
                 }
             }
             kind => {
