@@ -4,8 +4,8 @@
 //! holds the gossip membership core ([`gossip`]) and a deterministic simulation harness for
 //! it ([`sim`]).
 
-/// Chain replication with CRAQ reads and consensus-committed reconfiguration (sans-IO), its
-/// simulation and a linearizability checker.
+// Chain replication with CRAQ reads and consensus-committed reconfiguration (sans-IO), its
+// simulation and a linearizability checker (docs inside, as for discovery).
 pub mod chain;
 // Finding other nodes: seeds, DNS, LAN beacons and mDNS (docs inside: an outer doc comment
 // here would make rustdoc resolve the module's intra-doc links in the crate root).

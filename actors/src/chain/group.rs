@@ -195,6 +195,8 @@ impl ConfigNode {
         for entry in &logged {
             node.note_logged(entry);
         }
+        // Re-apply what the log says is committed, so the configuration is known at once.
+        node.process_ready();
         Ok(node)
     }
 
@@ -218,11 +220,12 @@ impl ConfigNode {
         self.actions.pop_front()
     }
 
-    /// Handles a raft message from another group node.
-    pub fn handle_raft(&mut self, message: RaftMessage, now: Instant) {
+    /// Handles a raft message from another group node. `now` is unused today (raft-rs counts
+    /// ticks, not time) and kept for the uniform `handle_*(.., now)` shape.
+    pub fn handle_raft(&mut self, message: RaftMessage, _now: Instant) {
         // A message raft-rs rejects (wrong term, unknown peer) changes nothing.
         let _ = self.raft.step(message);
-        self.process_ready(now);
+        self.process_ready();
     }
 
     /// Handles a control message from a replica or client.
@@ -289,7 +292,7 @@ impl ConfigNode {
         if leader {
             self.maybe_propose(now);
         }
-        self.process_ready(now);
+        self.process_ready();
     }
 
     fn maybe_propose(&mut self, now: Instant) {
@@ -370,7 +373,7 @@ impl ConfigNode {
         }
     }
 
-    fn process_ready(&mut self, now: Instant) {
+    fn process_ready(&mut self) {
         if !self.raft.has_ready() {
             return;
         }
@@ -381,7 +384,7 @@ impl ConfigNode {
             let _ = self.storage.wl().apply_snapshot(ready.snapshot().clone());
         }
         let committed = ready.take_committed_entries();
-        self.apply(committed, now);
+        self.apply(committed);
         if !ready.entries().is_empty() {
             for entry in ready.entries() {
                 self.note_logged(entry);
@@ -400,7 +403,7 @@ impl ConfigNode {
         let messages = light.take_messages();
         self.send_raft(messages);
         let committed = light.take_committed_entries();
-        self.apply(committed, now);
+        self.apply(committed);
         self.raft.advance_apply();
     }
 
@@ -410,7 +413,7 @@ impl ConfigNode {
         }
     }
 
-    fn apply(&mut self, entries: Vec<RaftEntry>, _now: Instant) {
+    fn apply(&mut self, entries: Vec<RaftEntry>) {
         for entry in entries {
             let Some(GroupCommand::Reconfigure { expected, next }) = decode_command(&entry) else {
                 continue;
