@@ -1,5 +1,10 @@
 //! Remote tell throughput and ask RTT between two nodes on loopback, next to raw TCP in the
-//! same run. Run with `cargo run --release -p phalanx-transports --example remote_bench`.
+//! same run. Run with `cargo run --release -p phalanx-transports --example remote_bench`; run
+//! it under `taskset -c 0` for the pinned figures (every thread on one core).
+//!
+//! The tell payload is 64 bytes on the wire (two `[u8; 32]`, which postcard writes as they
+//! are), like the raw stream's 64-byte messages. `BENCH_ONLY=encrypted|plaintext|raw` runs one
+//! part (for profiling).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,7 +23,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 enum Msg {
-    Data([u64; 8]),
+    Data([u8; 32], [u8; 32]),
     Ping(Reply<()>),
     Count(Reply<u64>),
 }
@@ -33,7 +38,7 @@ impl Actor for Sink {
     type Message = Msg;
     async fn handle(&mut self, _: &mut Context<Self>, msg: Msg) -> Result<(), HandlerError> {
         match msg {
-            Msg::Data(_) => self.0 += 1,
+            Msg::Data(..) => self.0 += 1,
             Msg::Ping(reply) => {
                 let _ = reply.send(());
             }
@@ -47,8 +52,12 @@ impl Actor for Sink {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::builder().worker_threads(2).build()?;
-    let raw_rtt = raw_ping_pong();
-    let raw_rate = raw_stream();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let (raw_rtt, raw_rate) = if only.is_empty() || only == "raw" {
+        (raw_ping_pong(), raw_stream())
+    } else {
+        (f64::NAN, f64::NAN)
+    };
     println!("{:<28} {:>14} {:>14}", "", "ask RTT p50", "tell 64 B/s");
     println!("{:<28} {:>12.1}us {:>14.0}", "raw TCP", raw_rtt, raw_rate);
     for (label, security) in [
@@ -58,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         ("remote, plaintext", EndpointSecurity::Plaintext),
     ] {
+        if !only.is_empty() && !label.ends_with(only.as_str()) {
+            continue;
+        }
         let (rtt, rate) = runtime.block_on(remote(security))?;
         println!(
             "{label:<28} {rtt:>12.1}us {rate:>14.0}   ({:.2}x RTT, {:.0}% rate)",
@@ -83,17 +95,26 @@ async fn remote(security: EndpointSecurity) -> Result<(f64, f64), Box<dyn std::e
     }
     rtts.sort();
     let start = Instant::now();
-    for _ in 0..TELLS {
-        if let Err(error) = sink.try_tell(Msg::Data([7; 8])) {
+    let tells = tells();
+    for _ in 0..tells {
+        if let Err(error) = sink.try_tell(Msg::Data([7; 32], [9; 32])) {
             sink.tell(error.into_inner()).await?;
         }
     }
     let mut count = 0;
-    while count < TELLS {
+    while count < tells {
         count = sink.ask(Msg::Count, WAIT).await?;
     }
-    let rate = TELLS as f64 / start.elapsed().as_secs_f64();
+    let rate = tells as f64 / start.elapsed().as_secs_f64();
     Ok((rtts[ASKS / 2].as_secs_f64() * 1e6, rate))
+}
+
+/// Messages per throughput run: `BENCH_TELLS`, default [`TELLS`].
+fn tells() -> u64 {
+    std::env::var("BENCH_TELLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TELLS)
 }
 
 fn raw_ping_pong() -> f64 {

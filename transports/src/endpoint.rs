@@ -482,6 +482,23 @@ impl PeerSender {
         }
     }
 
+    /// Queues a record written by `write` if the peer's queue has room; `Ok(false)` (nothing
+    /// written) if it is full.
+    pub(crate) fn try_push<E>(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<bool, E>
+    where
+        E: From<TooLarge> + From<SendBytesError>,
+    {
+        match self.peer.outbox.push_if_room(write)? {
+            None => Ok(false),
+            Some(Mode::Queue) => Ok(true),
+            Some(Mode::Discard) => Err(SendBytesError::Unreachable.into()),
+            Some(Mode::Closed) => Err(SendBytesError::Closed.into()),
+        }
+    }
+
     /// Whether the peer's queue is full, so that [`ready`](Self::ready) would wait.
     pub fn is_full(&self) -> bool {
         self.peer.outbox.is_full()

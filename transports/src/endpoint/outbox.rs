@@ -82,9 +82,30 @@ impl Outbox {
         &self,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<Mode, E> {
+        self.push_inner(false, write)
+            .map(|mode| mode.unwrap_or(Mode::Queue))
+    }
+
+    /// [`push`](Self::push), unless the outbox is full: then nothing is written and the result
+    /// is `None`. One lock for the check and the append.
+    pub(crate) fn push_if_room<E: From<TooLarge>>(
+        &self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<Mode>, E> {
+        self.push_inner(true, write)
+    }
+
+    fn push_inner<E: From<TooLarge>>(
+        &self,
+        only_if_room: bool,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<Mode>, E> {
         let mut state = self.lock();
         if state.mode != Mode::Queue {
-            return Ok(state.mode);
+            return Ok(Some(state.mode));
+        }
+        if only_if_room && state.queued >= self.limit {
+            return Ok(None);
         }
         let open = matches!(state.batches.back(), Some(last) if last.len() < self.batch_bytes);
         if !open {
@@ -96,7 +117,7 @@ impl Outbox {
         } = &mut *state;
         // Invariant: a batch was pushed just above if none was open.
         let Some(batch) = batches.back_mut() else {
-            return Ok(Mode::Discard);
+            return Ok(Some(Mode::Discard));
         };
         let before = batch.len();
         write(batch)?;
@@ -119,7 +140,7 @@ impl Outbox {
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(Mode::Queue)
+        Ok(Some(Mode::Queue))
     }
 
     /// Waits until there is room for more records (or the outbox stops queueing).

@@ -49,12 +49,13 @@ impl From<SendBytesError> for PushError {
 }
 
 impl<M: RemoteMessage> Route<M> {
-    /// Serializes `msg` straight into the open batch; hands it back if it was not queued.
-    fn push(&self, msg: M) -> Result<(), M> {
+    /// Serializes `msg` straight into the open batch; hands it back if it was not queued,
+    /// and says whether that was for want of room (only when `only_if_room`).
+    fn push(&self, msg: M, only_if_room: bool) -> Result<(), (M, bool)> {
         if self.ended.load(Ordering::Relaxed) {
-            return Err(msg);
+            return Err((msg, false));
         }
-        let result = self.sender.push(|buf| {
+        let write = |buf: &mut Vec<u8>| {
             let start = buf.len();
             let len_at = record::begin_tell(buf, self.target);
             let (serialized, exported) =
@@ -73,23 +74,36 @@ impl<M: RemoteMessage> Route<M> {
                 self.inner.await_answers(self.node, exported);
             }
             Ok(())
-        });
-        result.map_err(|_| msg)
+        };
+        let result = if only_if_room {
+            self.sender.try_push(write)
+        } else {
+            self.sender.push(write).map(|()| true)
+        };
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err((msg, true)),
+            Err(_) => Err((msg, false)),
+        }
     }
 }
 
 impl<M: RemoteMessage> RemoteRoute<M> for Route<M> {
     fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
-        if self.sender.is_full() {
-            return Err(TrySendError::Full(msg));
-        }
-        self.push(msg).map_err(TrySendError::Closed)
+        self.push(msg, true).map_err(|(msg, full)| {
+            if full {
+                TrySendError::Full(msg)
+            } else {
+                TrySendError::Closed(msg)
+            }
+        })
     }
 
     fn send(&self, msg: M) -> Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send + '_>> {
         Box::pin(async move {
             self.sender.ready().await;
-            self.push(msg).map_err(SendError::Closed)
+            self.push(msg, false)
+                .map_err(|(msg, _)| SendError::Closed(msg))
         })
     }
 }
@@ -100,11 +114,14 @@ struct VecTail<'a>(&'a mut Vec<u8>);
 impl Flavor for VecTail<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         self.0.extend_from_slice(data);
         Ok(())
     }
 
+    // Called once per byte of a byte array: inlined, it is a store and a length bump.
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.0.push(data);
         Ok(())
