@@ -90,8 +90,8 @@
 //!   share every field; splitting it would scatter the invariants the module docs state).
 //! - `group`: the raft-rs [`ConfigNode`].
 //! - [`linearizability`]: the WGL checker and the key-value model.
-//! - [`sim`]: the deterministic simulation (about 900 lines, most of it one event loop and
-//!   its fault injector; a split into `sim/nemesis.rs` is the next step).
+//! - [`sim`]: the deterministic simulation: event loop, clients (`sim/client.rs`), fault
+//!   injector (`sim/nemesis.rs`), and the recording state machine (`sim/recording.rs`).
 //!
 //! # Placement
 //!

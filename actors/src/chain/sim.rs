@@ -8,6 +8,7 @@
 //! the seed of a failure.
 
 mod client;
+mod nemesis;
 mod recording;
 
 use std::cmp::Reverse;
@@ -19,6 +20,7 @@ use phalanx_transports::{SimClock, SimFaults, SimInstant, SimNetwork};
 use raft::prelude::Message as RaftMessage;
 
 use client::{Outgoing, SimClient, Target};
+use nemesis::Repair;
 pub use recording::{RecordingKv, TaggedCommand};
 
 use crate::chain::config::{ChainConfig, ClientId, ReplicaId};
@@ -273,13 +275,6 @@ impl Ord for DeferredPacket {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Repair {
-    RestartReplica(ReplicaId),
-    RestartGroup(u64),
-    Heal(Peer, Peer),
 }
 
 impl ChainSim {
@@ -773,156 +768,6 @@ impl ChainSim {
                 Packet::Chain(outgoing.message),
                 now,
             );
-        }
-    }
-
-    fn nemesis(&mut self, now: SimInstant) {
-        let due: Vec<Repair> = self
-            .repairs
-            .iter()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, r)| *r)
-            .collect();
-        self.repairs.retain(|(at, _)| *at > now);
-        for repair in due {
-            self.repair(repair, now);
-        }
-        if now < self.next_fault {
-            return;
-        }
-        self.next_fault = now + Duration::from_millis(100 + self.rng.below(400));
-        let later = |rng: &mut SimRng| now + Duration::from_millis(150 + rng.below(700));
-        match self.rng.below(7) {
-            0 => {
-                let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
-                let id = ids[self.rng.below(ids.len() as u64) as usize];
-                if self.may_crash(id) {
-                    self.faults += 1;
-                    self.net.crash(Peer::Replica(id));
-                    if let Some(sim) = self.replicas.get_mut(&id) {
-                        sim.replica = None;
-                    }
-                    let at = later(&mut self.rng);
-                    self.repairs.push((at, Repair::RestartReplica(id)));
-                }
-            }
-            1 => {
-                let crashed = self.group.values().filter(|g| g.crashed).count();
-                let id = 1 + self.rng.below(self.settings.group_size as u64);
-                // Keep a majority up: at most one of 3 down, two of 5.
-                if (crashed + 1) * 2 < self.settings.group_size
-                    && let Some(group_node) = self.group.get_mut(&id)
-                    && !group_node.crashed
-                {
-                    self.faults += 1;
-                    group_node.crashed = true;
-                    self.net.crash(Peer::Config(id));
-                    let at = later(&mut self.rng);
-                    self.repairs.push((at, Repair::RestartGroup(id)));
-                }
-            }
-            kind @ (5 | 6) => {
-                // Cut one replica off from every server (replicas and group), but not from
-                // clients: the classic stale-read setting. Kind 6 cuts only what it hears.
-                let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
-                let victim = Peer::Replica(ids[self.rng.below(ids.len() as u64) as usize]);
-                let servers: Vec<Peer> = ids
-                    .iter()
-                    .map(|&id| Peer::Replica(id))
-                    .chain(self.group.keys().map(|&id| Peer::Config(id)))
-                    .filter(|&peer| peer != victim)
-                    .collect();
-                self.faults += 1;
-                let at = later(&mut self.rng);
-                for server in servers {
-                    if kind == 5 {
-                        self.net.partition(victim, server);
-                    } else {
-                        self.net.partition_one_way(server, victim);
-                    }
-                    self.repairs.push((at, Repair::Heal(victim, server)));
-                }
-            }
-            kind => {
-                let a = self.random_peer();
-                let b = self.random_peer();
-                if a != b {
-                    self.faults += 1;
-                    if kind == 2 {
-                        self.net.partition_one_way(a, b);
-                    } else {
-                        self.net.partition(a, b);
-                    }
-                    let at = later(&mut self.rng);
-                    self.repairs.push((at, Repair::Heal(a, b)));
-                }
-            }
-        }
-    }
-
-    fn random_peer(&mut self) -> Peer {
-        let replicas = self.replicas.len() as u64;
-        let i = self.rng.below(replicas + self.settings.group_size as u64);
-        if i < replicas {
-            Peer::Replica(ReplicaId(100 + i))
-        } else {
-            Peer::Config(1 + i - replicas)
-        }
-    }
-
-    /// A replica may lose its state only if another member of the latest committed
-    /// configuration is up and caught up in it: the nemesis never destroys the last copy
-    /// (no replication scheme survives that without durable storage).
-    fn may_crash(&self, id: ReplicaId) -> bool {
-        let Some(latest) = self
-            .group
-            .values()
-            .filter_map(|g| g.node.as_ref())
-            .map(|n| n.committed())
-            .max_by_key(|c| c.epoch)
-        else {
-            return false;
-        };
-        latest.members.iter().any(|member| {
-            member.id != id
-                && self
-                    .replicas
-                    .get(&member.id)
-                    .and_then(|s| s.replica.as_ref())
-                    .is_some_and(|r| {
-                        r.incarnation() == member.incarnation
-                            && r.is_synced()
-                            && r.config().is_some_and(|c| c.epoch == latest.epoch)
-                    })
-        })
-    }
-
-    fn repair(&mut self, repair: Repair, _now: SimInstant) {
-        match repair {
-            Repair::RestartReplica(id) => {
-                let group: Vec<u64> = self.group.keys().copied().collect();
-                if let Some(sim) = self.replicas.get_mut(&id)
-                    && sim.replica.is_none()
-                {
-                    sim.incarnation += 1;
-                    sim.replica = Some(Replica::new(
-                        id,
-                        sim.incarnation,
-                        replica_settings(&self.settings, group),
-                    ));
-                    self.net.restart(&Peer::Replica(id));
-                }
-            }
-            Repair::RestartGroup(id) => {
-                if let Some(group_node) = self.group.get_mut(&id)
-                    && group_node.crashed
-                {
-                    group_node.crashed = false;
-                    group_node.node = group_node.node.take().and_then(|n| n.restart().ok());
-                    self.net.restart(&Peer::Config(id));
-                }
-            }
-            Repair::Heal(a, b) => self.net.heal(&a, &b),
         }
     }
 }
