@@ -15,6 +15,10 @@ fn craq_read_throughput_scales_with_chain_length() {
         assert_eq!(craq.verdict, Verdict::Linearizable);
         assert_eq!(plain.verdict, Verdict::Linearizable);
         assert_eq!(craq.lost_writes + plain.lost_writes, 0);
+        println!(
+            "length {length}: CRAQ mean read {:?}, write {:?}; CR mean read {:?}, write {:?}",
+            craq.read_latency, craq.write_latency, plain.read_latency, plain.write_latency
+        );
         rows.push((length, craq.read_throughput, plain.read_throughput));
     }
     let base = rows[0].1;
