@@ -21,7 +21,7 @@ fn fault_free_run_is_linearizable_and_makes_progress() {
 #[test]
 fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
     let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for_each_seed(12, |seed| {
+    for_each_seed(50, |seed| {
         let report = ChainSim::new(SimSettings::faulty(seed)).run();
         assert_eq!(
             report.verdict,

@@ -237,3 +237,73 @@ proptest! {
         prop_assert_eq!(verdict(history), Verdict::Linearizable);
     }
 }
+
+/// A brute-force reference: tries every order of the operations (and, for pending ones,
+/// leaving them out) that respects real time.
+fn brute_force(history: &[Operation<KvInput, KvResult>]) -> bool {
+    fn search(
+        history: &[Operation<KvInput, KvResult>],
+        done: &mut Vec<bool>,
+        state: &Option<Vec<u8>>,
+    ) -> bool {
+        let remaining: Vec<usize> = (0..history.len()).filter(|&i| !done[i]).collect();
+        if remaining.iter().all(|&i| history[i].ret.is_none()) {
+            return true;
+        }
+        for &i in &remaining {
+            // `i` may go next only if no other remaining operation returned before it was
+            // called.
+            let blocked = remaining
+                .iter()
+                .any(|&j| j != i && history[j].ret.is_some_and(|ret| ret < history[i].call));
+            if blocked {
+                continue;
+            }
+            let output = if history[i].ret.is_some() {
+                history[i].output.as_ref()
+            } else {
+                None
+            };
+            if let Some(next) = KvModel.step(state, &history[i].input, output) {
+                done[i] = true;
+                if search(history, done, &next) {
+                    return true;
+                }
+                done[i] = false;
+            }
+        }
+        false
+    }
+    search(history, &mut vec![false; history.len()], &None)
+}
+
+proptest! {
+    /// On small random histories (most of them not linearizable) the checker agrees with
+    /// brute force.
+    #[test]
+    fn agrees_with_brute_force(
+        ops in proptest::collection::vec(
+            (0u8..4, 0u8..3, 0u64..20, 0u64..10, 0u8..8, proptest::option::of(0u8..3)),
+            1..7,
+        )
+    ) {
+        let history: Vec<_> = ops
+            .iter()
+            .map(|&(kind, value, call, length, pending, seen)| {
+                let ret = (pending != 0).then_some(call + length);
+                let (input, output) = match kind {
+                    0 => (KvInput::Put(vec![value]), KvResult::Done),
+                    1 => (KvInput::Get, KvResult::Value(seen.map(|v| vec![v]))),
+                    2 => (KvInput::Delete, KvResult::Done),
+                    _ => (
+                        KvInput::CompareAndSet { expected: seen.map(|v| vec![v]), new: Some(vec![value]) },
+                        KvResult::Swapped(pending % 2 == 0),
+                    ),
+                };
+                op(call, ret, input, Some(output))
+            })
+            .collect();
+        let expected = if brute_force(&history) { Verdict::Linearizable } else { Verdict::NotLinearizable };
+        prop_assert_eq!(verdict(history), expected);
+    }
+}
