@@ -61,3 +61,21 @@ fn disabling_fencing_is_caught_by_the_checker() {
     println!("fencing disabled: first non-linearizable seed {caught:?}");
     assert!(caught.is_some(), "no seed exposed the missing fence");
 }
+
+#[test]
+fn larger_clusters_under_faults_are_linearizable() {
+    let mut stuck = 0;
+    for_each_seed(10, |seed| {
+        let mut settings = SimSettings::faulty(seed);
+        settings.group_size = 5;
+        settings.chain_length = 4;
+        settings.spares = 2;
+        settings.clients = 6;
+        settings.keys = 4;
+        let report = ChainSim::new(settings).run();
+        assert_eq!(report.verdict, Verdict::Linearizable, "seed {seed}: {report:?}");
+        assert_eq!(report.lost_writes, 0, "seed {seed}: {report:?}");
+        stuck += u64::from(report.stuck);
+    });
+    println!("larger clusters: stuck {stuck}");
+}
