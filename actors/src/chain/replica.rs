@@ -189,6 +189,11 @@ impl<S: StateMachine> Replica<S> {
         self.received
     }
 
+    /// Entries received but not yet known committed, in order.
+    pub fn pending_entries(&self) -> impl Iterator<Item = &Entry<S>> {
+        self.log.values()
+    }
+
     /// Whether this replica has caught up in its current configuration.
     pub fn is_synced(&self) -> bool {
         self.synced

@@ -30,22 +30,34 @@ use crate::chain::message::{ControlMessage, Message, Peer};
 use crate::chain::replica::{Action, Replica, ReplicaSettings};
 
 /// Runs `body` once per seed: only `SIM_SEED` if set, else `CHAIN_SEEDS` seeds (default
-/// `default_seeds`) from 0. A failing seed is printed with the line that replays it.
+/// `default_seeds`) from `CHAIN_SEED_START` (default 0). A failing seed is printed with the
+/// line that replays it. With `CHAIN_KEEP_GOING` set, every seed runs and the failures are
+/// listed at the end (for long runs).
 ///
 /// # Panics
 ///
-/// Re-raises the panic of a failing run, after printing its seed.
+/// Re-raises the panic of a failing run, after printing its seed (or, keeping going, panics
+/// at the end if any seed failed).
 pub fn for_each_seed(default_seeds: u64, mut body: impl FnMut(u64)) {
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
-        None => (0..env_u64("CHAIN_SEEDS").unwrap_or(default_seeds)).collect(),
+        None => {
+            let start = env_u64("CHAIN_SEED_START").unwrap_or(0);
+            (start..start + env_u64("CHAIN_SEEDS").unwrap_or(default_seeds)).collect()
+        }
     };
+    let keep_going = std::env::var_os("CHAIN_KEEP_GOING").is_some();
+    let mut failed = Vec::new();
     for seed in seeds {
         if let Err(panic) = panic::catch_unwind(AssertUnwindSafe(|| body(seed))) {
             eprintln!("chain simulation failed with seed {seed}; replay with SIM_SEED={seed}");
-            panic::resume_unwind(panic);
+            if !keep_going {
+                panic::resume_unwind(panic);
+            }
+            failed.push(seed);
         }
     }
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -444,8 +456,8 @@ impl ChainSim {
             .unwrap_or_else(|| ChainConfig::initial(&[]));
         // Healthy end: the final configuration's tail is up (same incarnation) and caught up
         // in it; every acknowledged write must be in its state. Otherwise the chain is stuck
-        // (it waits rather than risk a loss): every acknowledged write must then still be held
-        // by one live replica.
+        // (it waits rather than risk a loss): every acknowledged write must then still be held,
+        // applied or pending, by the most complete live replica.
         let tail = final_config.tail().and_then(|tail| {
             self.replicas
                 .get(&tail.id)
@@ -457,14 +469,21 @@ impl ChainSim {
                 })
         });
         let stuck = tail.is_none();
+        // What a replica holds: applied writes and, pending in its log, writes that a tail
+        // may have committed and that it would commit if it became the tail.
+        let held = |replica: &Replica<RecordingKv>| {
+            let mut ids = replica.machine().applied.clone();
+            ids.extend(replica.pending_entries().map(|entry| entry.command.id));
+            ids
+        };
         let state = match tail {
             Some(tail) => tail.machine().applied.clone(),
             None => self
                 .replicas
                 .values()
                 .filter_map(|r| r.replica.as_ref())
-                .map(|r| r.machine().applied.clone())
-                .max_by_key(|applied| applied.len())
+                .map(held)
+                .max_by_key(|ids| ids.len())
                 .unwrap_or_default(),
         };
         let lost: Vec<&(u64, u64)> = self.acked.iter().filter(|id| !state.contains(id)).collect();
