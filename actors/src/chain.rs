@@ -38,6 +38,25 @@
 //! than a lease, with a margin for clock drift) after adopting it, so every replica of the old
 //! epoch, the old tail included, is fenced before the new tail serves.
 //!
+//! The group's detector never removes a member if the chain would then start with a replica
+//! that has not caught up since it was added, or that it has not heard from lately: such a
+//! head might lack committed writes. The chain then waits (it is unavailable, it loses
+//! nothing) until the member comes back or its successor catches up.
+//!
+//! # Guarantees and limits
+//!
+//! - Linearizable reads and writes per chain, and no acknowledged write lost, as long as one
+//!   member of the current configuration that has caught up keeps its state. Replicas here
+//!   keep state in memory: a crash loses it (the replica returns with a new incarnation and
+//!   catches up by snapshot), so losing every caught-up member at once loses data; durable
+//!   replica state is the checkpoint service's job.
+//! - Reads need clock *rates* to agree within the margin `fence_wait` allows over `lease`
+//!   (offsets do not matter); the defaults allow about 20 %.
+//! - Not here yet: changing the configuration group's own membership (raft-rs supports it
+//!   with `ConfChangeV2`; replicas would then need the new group to count lease majorities),
+//!   compaction of the group's raft log, snapshots sent over streams instead of one message,
+//!   and the actor that drives a [`Replica`] with real I/O.
+//!
 //! # Examples
 //!
 //! A one-replica chain (head and tail at once) applying a write and answering a read:
