@@ -22,6 +22,7 @@ mod handshake;
 mod keepalive;
 mod key_follower;
 mod outbox;
+mod writer;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt, future};
+use futures_lite::{AsyncRead, AsyncReadExt, future};
 use phalanx_runtime::Handle;
 
 use crate::backoff::Backoff;
@@ -47,6 +48,7 @@ use crate::transport::{ByteStream, Transport, TransportError};
 use keepalive::Liveness;
 use key_follower::KeyFollower;
 pub(crate) use outbox::{Mode, Outbox, TooLarge};
+use writer::Writer;
 
 /// Default payload bytes per batch (one sealed frame).
 pub const DEFAULT_BATCH_BYTES: usize = 64 * 1024;
@@ -289,6 +291,9 @@ struct Peer {
     waiters: Mutex<Vec<flume::Sender<Option<NodeId>>>>,
     /// The node at the other end while the connection is up.
     connected: Mutex<Option<NodeId>>,
+    /// The connection's writer while it is up and not busy in the connection task (see
+    /// `writer`).
+    writer: Mutex<Option<Writer>>,
 }
 
 /// A handle for queueing records to one peer, from [`Endpoint::sender`].
@@ -499,6 +504,26 @@ impl PeerSender {
         }
     }
 
+    /// Puts what is queued on the wire from this thread if the connection's writer is free,
+    /// instead of waking the connection task (which saves a hop between threads for a
+    /// latency-sensitive record). Never waits; what cannot be written at once is left to the
+    /// connection task.
+    pub(crate) fn flush_now(&self) {
+        let Ok(mut slot) = self.peer.writer.try_lock() else {
+            return;
+        };
+        let Some(writer) = slot.as_mut() else { return };
+        if writer.is_pending() {
+            // The connection task is finishing a write and will take the rest.
+            return;
+        }
+        match writer.fill(&self.peer.outbox) {
+            Ok(true) if writer.write_now() => {}
+            Ok(false) => {}
+            Ok(true) | Err(_) => self.peer.outbox.kick(),
+        }
+    }
+
     /// Whether the peer's queue is full, so that [`ready`](Self::ready) would wait.
     pub fn is_full(&self) -> bool {
         self.peer.outbox.is_full()
@@ -544,6 +569,7 @@ impl Shared {
             ),
             waiters: Mutex::new(Vec::new()),
             connected: Mutex::new(None),
+            writer: Mutex::new(None),
         });
         if lock(&self.close_tx).is_none() {
             peer.outbox.set_mode(Mode::Closed);
@@ -788,7 +814,7 @@ async fn outbound(shared: Arc<Shared>, peer: Arc<Peer>) {
         hasher.finish(),
     );
     while peer.outbox.wait_for_work().await {
-        let (mut codec, mut keys) = shared.connection_codec();
+        let (mut codec, keys) = shared.connection_codec();
         match dial(&shared, &peer, &mut codec).await {
             Ok((stream, header)) => {
                 backoff.reset();
@@ -801,9 +827,9 @@ async fn outbound(shared: Arc<Shared>, peer: Arc<Peer>) {
                         let _ = waiter.try_send(Some(node));
                     }
                 }
-                let result = write_loop(&shared, &peer.outbox, stream, &mut codec, &mut keys).await;
+                let result = write_loop(&shared, &peer, stream, codec, keys).await;
                 tracing::debug!(%node, addr = %peer.addr, ?result, "outbound connection ended");
-                shared.count(&codec);
+                lock(&peer.writer).take();
                 *lock(&peer.connected) = None;
                 let dropped = peer.outbox.set_mode(Mode::Discard);
                 shared.link_down(node, header.incarnation);
@@ -857,12 +883,14 @@ async fn dial(
 
 async fn write_loop(
     shared: &Shared,
-    outbox: &Outbox,
+    peer: &Peer,
     stream: Box<dyn ByteStream>,
-    codec: &mut Codec,
-    keys: &mut KeyFollower,
+    codec: Codec,
+    keys: KeyFollower,
 ) -> Result<(), LinkError> {
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let outbox = &peer.outbox;
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    *lock(&peer.writer) = Some(Writer::new(writer, codec, keys));
     let liveness = Liveness::default();
     // The acceptor sends only heartbeats after the handshake, sealed by a codec of its own
     // (so with their own sequence numbers): a fresh decoder and codec read them.
@@ -892,19 +920,22 @@ async fn write_loop(
         }
     };
     let write = async {
-        let mut batches = Vec::new();
-        let mut out = Vec::new();
-        while let Some(heartbeat) = outbox.take(&mut batches).await {
-            keys.refresh(codec, None);
-            out.clear();
-            if heartbeat {
-                codec.seal_stream_frame_into(FrameKind::Control, &[], &mut out)?;
+        while outbox.wait_for_data().await {
+            // Taken out of its slot for the awaits below; a sender holds the slot's lock only
+            // for a write that never waits, so this lock is short.
+            let Some(mut writer) = lock(&peer.writer).take() else {
+                return Err(LinkError::Closed);
+            };
+            let result = async {
+                writer.write_all().await?;
+                if writer.fill(outbox)? {
+                    writer.write_all().await?;
+                }
+                Ok::<(), LinkError>(())
             }
-            for batch in &batches {
-                codec.seal_stream_frame_into(FrameKind::ActorMessage, batch, &mut out)?;
-            }
-            writer.write_all(&out).await?;
-            writer.flush().await?;
+            .await;
+            *lock(&peer.writer) = Some(writer);
+            result?;
         }
         Ok(())
     };

@@ -451,10 +451,14 @@ impl Inner {
 
     pub(crate) fn send_to_node(&self, node: NodeId, write: impl FnOnce(&mut Vec<u8>)) {
         if let Some(sender) = self.endpoint.sender_to_node(node) {
-            let _ = sender.push::<PushError>(|buf| {
+            let queued = sender.push::<PushError>(|buf| {
                 write(buf);
                 Ok(())
             });
+            // Answers and control messages are rare and someone waits for each: send now.
+            if queued.is_ok() {
+                sender.flush_now();
+            }
         }
     }
 

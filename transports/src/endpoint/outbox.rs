@@ -51,6 +51,8 @@ struct State {
     connect_wanted: bool,
     /// The connection is due to send a heartbeat.
     heartbeat: bool,
+    /// The connection task should write even with nothing queued.
+    kick: bool,
     writer: Option<Waker>,
     blocked: Vec<Waker>,
 }
@@ -65,6 +67,7 @@ impl Outbox {
                 spare: Vec::new(),
                 connect_wanted: false,
                 heartbeat: false,
+                kick: false,
                 writer: None,
                 blocked: Vec::new(),
             }),
@@ -183,37 +186,57 @@ impl Outbox {
         .await
     }
 
-    /// Takes every queued batch into `out` (after recycling what `out` held); waits while
-    /// there is none and no heartbeat is due. `Some(heartbeat due)`, or `None` once the outbox
-    /// stops queueing.
-    pub(crate) async fn take(&self, out: &mut Vec<Vec<u8>>) -> Option<bool> {
+    /// Waits until there are batches to take, a heartbeat is due or the writer was asked to
+    /// write; `false` once the outbox stops queueing. Takes nothing.
+    pub(crate) async fn wait_for_data(&self) -> bool {
         poll_fn(|cx| {
             let mut state = self.lock();
-            for mut used in out.drain(..) {
-                if state.spare.len() < 4 {
-                    used.clear();
-                    state.spare.push(used);
-                }
-            }
             if state.mode != Mode::Queue {
-                return Poll::Ready(None);
+                return Poll::Ready(false);
             }
-            let heartbeat = mem::take(&mut state.heartbeat);
-            if state.queued == 0 {
-                if heartbeat {
-                    return Poll::Ready(Some(true));
-                }
-                state.writer = Some(cx.waker().clone());
-                return Poll::Pending;
+            if state.queued > 0 || state.heartbeat || mem::take(&mut state.kick) {
+                return Poll::Ready(true);
             }
-            out.extend(state.batches.drain(..).filter(|b| !b.is_empty()));
-            state.queued = 0;
-            let blocked = mem::take(&mut state.blocked);
-            drop(state);
-            blocked.into_iter().for_each(Waker::wake);
-            Poll::Ready(Some(heartbeat))
+            state.writer = Some(cx.waker().clone());
+            Poll::Pending
         })
         .await
+    }
+
+    /// Takes every queued batch into `out` (after recycling what `out` held), without waiting.
+    /// `Some(heartbeat due)`, or `None` once the outbox stops queueing.
+    pub(crate) fn take_now(&self, out: &mut Vec<Vec<u8>>) -> Option<bool> {
+        let mut state = self.lock();
+        for mut used in out.drain(..) {
+            if state.spare.len() < 4 {
+                used.clear();
+                state.spare.push(used);
+            }
+        }
+        if state.mode != Mode::Queue {
+            return None;
+        }
+        let heartbeat = mem::take(&mut state.heartbeat);
+        if state.queued == 0 {
+            return Some(heartbeat);
+        }
+        out.extend(state.batches.drain(..).filter(|b| !b.is_empty()));
+        state.queued = 0;
+        let blocked = mem::take(&mut state.blocked);
+        drop(state);
+        blocked.into_iter().for_each(Waker::wake);
+        Some(heartbeat)
+    }
+
+    /// Wakes the connection task to write (bytes a sender sealed but could not write).
+    pub(crate) fn kick(&self) {
+        let mut state = self.lock();
+        state.kick = true;
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(waker) = writer {
+            waker.wake();
+        }
     }
 
     /// Sets the mode; leaving [`Mode::Queue`] drops what was queued and releases waiting
@@ -291,6 +314,13 @@ mod tests {
         }
     }
 
+    fn take(outbox: &Outbox, out: &mut Vec<Vec<u8>>) -> Option<bool> {
+        if !future::block_on(outbox.wait_for_data()) {
+            return None;
+        }
+        outbox.take_now(out)
+    }
+
     fn push(outbox: &Outbox, bytes: &[u8]) -> Mode {
         outbox
             .push(|buf| {
@@ -307,7 +337,7 @@ mod tests {
             assert_eq!(push(&outbox, &[byte, byte]), Mode::Queue);
         }
         let mut out = Vec::new();
-        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
+        assert_eq!(take(&outbox, &mut out), Some(false));
         assert_eq!(out.len(), 5);
         assert!(out.iter().all(|b| b.len() == 4));
         let all: Vec<u8> = out.concat();
@@ -315,7 +345,7 @@ mod tests {
         // A record that fits a frame but not the open batch starts a new batch.
         push(&outbox, &[1; 3]);
         push(&outbox, &[2; 5]);
-        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
+        assert_eq!(take(&outbox, &mut out), Some(false));
         assert_eq!(out, vec![vec![1; 3], vec![2; 5]]);
     }
 
@@ -335,7 +365,7 @@ mod tests {
         assert!(!outbox.is_full());
         push(&outbox, b"x");
         let mut out = Vec::new();
-        assert_eq!(future::block_on(outbox.take(&mut out)), Some(false));
+        assert_eq!(take(&outbox, &mut out), Some(false));
         assert_eq!(out, vec![b"x".to_vec()]);
     }
 
@@ -349,7 +379,7 @@ mod tests {
         assert_eq!(push(&outbox, b"lost"), Mode::Discard);
         future::block_on(outbox.ready());
         let mut out = Vec::new();
-        assert_eq!(future::block_on(outbox.take(&mut out)), None);
+        assert_eq!(take(&outbox, &mut out), None);
         outbox.set_mode(Mode::Closed);
         assert_eq!(outbox.set_mode(Mode::Queue), 0);
         assert_eq!(outbox.mode(), Mode::Closed);

@@ -55,6 +55,8 @@ impl<M: RemoteMessage> Route<M> {
         if self.ended.load(Ordering::Relaxed) {
             return Err((msg, false));
         }
+        // A message carrying a reply is an ask: its round trip is what the caller waits for.
+        let mut ask = false;
         let write = |buf: &mut Vec<u8>| {
             let start = buf.len();
             let len_at = record::begin_tell(buf, self.target);
@@ -72,6 +74,7 @@ impl<M: RemoteMessage> Route<M> {
             if !exported.is_empty() {
                 // Registered before the batch can leave, so the answer always finds it.
                 self.inner.await_answers(self.node, exported);
+                ask = true;
             }
             Ok(())
         };
@@ -81,7 +84,12 @@ impl<M: RemoteMessage> Route<M> {
             self.sender.push(write).map(|()| true)
         };
         match result {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                if ask {
+                    self.sender.flush_now();
+                }
+                Ok(())
+            }
             Ok(false) => Err((msg, true)),
             Err(_) => Err((msg, false)),
         }
