@@ -73,7 +73,11 @@ fn larger_clusters_under_faults_are_linearizable() {
         settings.clients = 6;
         settings.keys = 4;
         let report = ChainSim::new(settings).run();
-        assert_eq!(report.verdict, Verdict::Linearizable, "seed {seed}: {report:?}");
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "seed {seed}: {report:?}"
+        );
         assert_eq!(report.lost_writes, 0, "seed {seed}: {report:?}");
         stuck += u64::from(report.stuck);
     });
