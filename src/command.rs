@@ -43,6 +43,10 @@ pub(crate) struct NodeOptions {
     /// Directory for durable state (replicated log and snapshots; not used yet).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The membership protocol period in milliseconds: how often each node probes another.
+    /// Failure detection takes a few periods; lower it for a local test cluster.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    probe_interval: u64,
     #[command(flatten)]
     security: Security,
 }
@@ -84,6 +88,11 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     config.mdns = options.mdns;
     config.cluster = options.security.cluster.clone();
     config.key = key;
+    let period = Duration::from_millis(options.probe_interval.max(10));
+    config.gossip.probe_interval = period;
+    config.gossip.probe_timeout = period / 2;
+    config.gossip.gossip_interval = Some((period / 5).max(Duration::from_millis(5)));
+    config.gossip.push_pull_interval = period * 30;
     if let Some(dir) = &options.data_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;

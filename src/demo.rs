@@ -3,8 +3,10 @@
 //! The demo is a checked story, not a slideshow: every step verifies what it shows, and the
 //! demo fails (non-zero exit) if any step did not happen as described.
 
+mod cluster;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use phalanx::supervisors::{Backoff, ChildSpec, Intensity, Strategy, Supervisor, SupervisorRef};
@@ -30,14 +32,38 @@ pub(crate) fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
         start: Instant::now(),
         pause: !options.non_interactive,
     };
+    // Ctrl-C ends the story at the next step; the node processes and files are cleaned up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+
+    println!("phalanx demo\n\npart 1: a cluster of node processes on this machine\n");
+    let cluster = runtime.block_on(cluster::tell(&story, stop));
+    let cluster = match cluster {
+        Ok(facts) => facts,
+        Err(error) => {
+            let _ = runtime.shutdown(Duration::from_secs(5));
+            return Err(error);
+        }
+    };
     println!(
-        "phalanx demo: a supervised actor tree on {} worker threads\n",
+        "\npart 2: a supervised actor tree on {} worker threads\n",
         options.workers
     );
     let outcome = runtime.block_on(tell_the_story(&story));
     runtime.shutdown(Duration::from_secs(5))?;
     let summary = outcome?;
     println!("\nsummary");
+    println!("  cluster formed      {:.1?} (5 nodes)", cluster.formed_in);
+    println!(
+        "  crash detected      {:.1?} after SIGKILL",
+        cluster.detected_in
+    );
+    println!(
+        "  node rejoined       {:.1?} after its restart",
+        cluster.rejoined_in
+    );
+    println!("  graceful leave      seen by the others");
     println!("  messages answered   {}", summary.answered);
     println!("  panics caught       {}", summary.panics);
     println!("  restarts            {}", summary.restarts);
@@ -46,13 +72,13 @@ pub(crate) fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-struct Story {
+pub(crate) struct Story {
     start: Instant,
     pause: bool,
 }
 
 impl Story {
-    fn say(&self, line: impl AsRef<str>) {
+    pub(crate) fn say(&self, line: impl AsRef<str>) {
         println!(
             "[{:>7.3}s] {}",
             self.start.elapsed().as_secs_f64(),
@@ -60,7 +86,7 @@ impl Story {
         );
     }
 
-    async fn beat(&self) {
+    pub(crate) async fn beat(&self) {
         if self.pause {
             phalanx::sleep(Duration::from_millis(400)).await;
         }
@@ -196,7 +222,7 @@ async fn wait_for_restart(
     Err("the squarer was not restarted within 2 s".into())
 }
 
-fn check(condition: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn check(condition: bool, what: &str) -> Result<(), Box<dyn std::error::Error>> {
     if condition { Ok(()) } else { Err(what.into()) }
 }
 

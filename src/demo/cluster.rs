@@ -1,0 +1,270 @@
+//! The cluster half of the demo: five `phalanx node` processes on loopback, a node killed
+//! and detected, the node restarted and back, a node leaving gracefully.
+//!
+//! The nodes are child processes of the demo with a fresh cluster key and data dirs in a
+//! temporary directory; all of it is removed at the end, also after a failure or Ctrl-C.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use phalanx::node::{MemberRow, cluster_id, members_of};
+use phalanx::transports::Key;
+
+use super::{Story, check};
+
+type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// How many nodes the demo cluster has.
+const NODES: usize = 5;
+/// The protocol period of the demo's nodes, short so the story is quick.
+const PERIOD_MS: u64 = 200;
+/// The longest any step may take before the demo reports it as failed.
+const STEP: Duration = Duration::from_secs(20);
+
+/// What the cluster half found, for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterFacts {
+    pub(crate) formed_in: Duration,
+    pub(crate) detected_in: Duration,
+    pub(crate) rejoined_in: Duration,
+}
+
+/// The demo's node processes and their directory; everything is removed on drop.
+struct Cluster {
+    dir: PathBuf,
+    key_file: PathBuf,
+    key: Key,
+    addrs: Vec<SocketAddr>,
+    children: Vec<Option<Child>>,
+    stop: Arc<AtomicBool>,
+}
+
+pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<ClusterFacts> {
+    let mut cluster = Cluster::create(stop)?;
+    let mut facts = ClusterFacts::default();
+    let first = cluster.addrs[0];
+
+    story.say(format!(
+        "starting {NODES} node processes on loopback, joining through {first}"
+    ));
+    let started = Instant::now();
+    for index in 0..NODES {
+        cluster.start(index)?;
+    }
+    let all = cluster.addrs.clone();
+    let table = cluster
+        .until(first, "the cluster to form", |rows| {
+            all.iter().all(|a| state(rows, *a) == Some("alive"))
+        })
+        .await?;
+    facts.formed_in = started.elapsed();
+    story.say(format!(
+        "the cluster formed in {:.1?}; membership seen from {first}:",
+        facts.formed_in
+    ));
+    print_table(&table);
+    story.beat().await;
+
+    let victim = cluster.addrs[NODES - 1];
+    story.say(format!(
+        "killing the node at {victim} with SIGKILL (no goodbye)"
+    ));
+    let killed = Instant::now();
+    cluster.kill(NODES - 1);
+    let table = cluster
+        .until(first, "the killed node to be declared dead", |rows| {
+            state(rows, victim) == Some("dead")
+        })
+        .await?;
+    facts.detected_in = killed.elapsed();
+    story.say(format!(
+        "detected: {victim} declared dead after {:.1?} ({PERIOD_MS} ms protocol period)",
+        facts.detected_in
+    ));
+    print_table(&table);
+    story.beat().await;
+
+    story.say(format!(
+        "restarting the node at {victim}: a new incarnation, a new member"
+    ));
+    let old = incarnation(&table, victim);
+    let restarted = Instant::now();
+    cluster.start(NODES - 1)?;
+    let table = cluster
+        .until(first, "the restarted node to be alive again", |rows| {
+            state(rows, victim) == Some("alive") && incarnation(rows, victim) != old
+        })
+        .await?;
+    facts.rejoined_in = restarted.elapsed();
+    story.say(format!(
+        "back: {victim} is alive again after {:.1?}",
+        facts.rejoined_in
+    ));
+    print_table(&table);
+    story.beat().await;
+
+    let leaver = cluster.addrs[NODES - 2];
+    story.say(format!(
+        "stopping the node at {leaver} with SIGTERM: it leaves gracefully"
+    ));
+    cluster.terminate(NODES - 2)?;
+    let table = cluster
+        .until(first, "the stopped node to be seen leaving", |rows| {
+            state(rows, leaver) == Some("left")
+        })
+        .await?;
+    print_table(&table);
+    let alive = cluster
+        .addrs
+        .iter()
+        .filter(|addr| state(&table, **addr) == Some("alive"))
+        .count();
+    check(alive == NODES - 1, "members lost")?;
+    story.beat().await;
+    Ok(facts)
+}
+
+impl Cluster {
+    fn create(stop: Arc<AtomicBool>) -> DemoResult<Cluster> {
+        let dir = std::env::temp_dir().join(format!("phalanx-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let key = Key::generate()?;
+        let key_file = dir.join("cluster.key");
+        let text: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&key_file, text)?;
+        let addrs = (0..NODES)
+            .map(|_| free_addr())
+            .collect::<Result<Vec<_>, _>>()?;
+        let children = (0..NODES).map(|_| None).collect();
+        Ok(Cluster {
+            dir,
+            key_file,
+            key,
+            addrs,
+            children,
+            stop,
+        })
+    }
+
+    fn start(&mut self, index: usize) -> DemoResult<()> {
+        let exe = std::env::current_exe()?;
+        let data = self.dir.join(format!("node-{index}"));
+        let mut command = Command::new(exe);
+        command
+            .arg("node")
+            .args(["--listen", &self.addrs[index].to_string()])
+            .args(["--probe-interval", &PERIOD_MS.to_string()])
+            .arg("--cluster-key-file")
+            .arg(&self.key_file)
+            .arg("--data-dir")
+            .arg(&data);
+        if index > 0 {
+            command.args(["--seed", &self.addrs[0].to_string()]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        self.children[index] = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.children[index].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self, index: usize) -> DemoResult<()> {
+        if let Some(child) = &self.children[index] {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            check(status.success(), "cannot send SIGTERM")?;
+        }
+        Ok(())
+    }
+
+    /// Polls the membership table of `node` until `done` accepts it, at most [`STEP`].
+    async fn until(
+        &self,
+        node: SocketAddr,
+        what: &str,
+        done: impl Fn(&[MemberRow]) -> bool,
+    ) -> DemoResult<Vec<MemberRow>> {
+        let deadline = Instant::now() + STEP;
+        let cluster = cluster_id("phalanx");
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
+            }
+            if let Ok(rows) = members_of(
+                node,
+                cluster,
+                Some(self.key.clone()),
+                Duration::from_secs(1),
+            )
+            .await
+            {
+                if done(&rows) {
+                    return Ok(rows);
+                }
+                last = rows;
+            }
+            phalanx::sleep(Duration::from_millis(100)).await;
+        }
+        print_table(&last);
+        Err(format!("waited {STEP:?} for {what}").into())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for index in 0..self.children.len() {
+            self.kill(index);
+        }
+        remove_dir(&self.dir);
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        eprintln!("phalanx demo: could not remove {}: {error}", dir.display());
+    }
+}
+
+fn free_addr() -> std::io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The newest life of the node at `addr`: after a restart the table also lists the old one,
+/// dead.
+fn newest(rows: &[MemberRow], addr: SocketAddr) -> Option<&MemberRow> {
+    rows.iter()
+        .filter(|row| row.addr == addr)
+        .max_by_key(|row| row.incarnation)
+}
+
+fn state(rows: &[MemberRow], addr: SocketAddr) -> Option<&str> {
+    newest(rows, addr).map(|row| row.state.as_str())
+}
+
+fn incarnation(rows: &[MemberRow], addr: SocketAddr) -> Option<u64> {
+    newest(rows, addr).map(|row| row.incarnation)
+}
+
+fn print_table(rows: &[MemberRow]) {
+    println!(
+        "            {:<16}  {:<8} {:>15}  ADDRESS",
+        "NODE", "STATE", "INCARNATION"
+    );
+    for row in rows {
+        println!("            {row}");
+    }
+}
