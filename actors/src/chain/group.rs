@@ -98,8 +98,12 @@ pub struct ConfigNode {
     /// The highest epoch in any entry ever appended to this node's log, committed or not. A
     /// lease for an older epoch is refused once a newer one may commit.
     highest_logged: u64,
-    /// Replicas heard from: `(incarnation, when)`.
+    /// Replicas heard from: `(incarnation, when)`. A new leader credits every member with
+    /// "now" here, so that it does not remove members before it could hear from them.
     heard: BTreeMap<ReplicaId, (u64, Instant)>,
+    /// Like `heard`, but only ever from real lease requests: whether a replica is alive
+    /// enough to become head is never assumed.
+    seen: BTreeMap<ReplicaId, (u64, Instant)>,
     /// The last epoch each replica reported having caught up in: `(incarnation, epoch)`.
     synced: BTreeMap<ReplicaId, (u64, u64)>,
     suspects: BTreeMap<ReplicaId, (u64, Instant)>,
@@ -179,6 +183,7 @@ impl ConfigNode {
             storage,
             raft,
             heard: BTreeMap::new(),
+            seen: BTreeMap::new(),
             synced: BTreeMap::new(),
             suspects: BTreeMap::new(),
             proposed: None,
@@ -244,6 +249,7 @@ impl ConfigNode {
                     .is_none_or(|&(known, _)| incarnation >= known);
                 if newest {
                     self.heard.insert(replica, (incarnation, now));
+                    self.seen.insert(replica, (incarnation, now));
                     let synced = match self.synced.get(&replica) {
                         Some(&(known, synced)) if known == incarnation => synced.max(synced_epoch),
                         _ => synced_epoch,
@@ -312,7 +318,7 @@ impl ConfigNode {
                 .iter()
                 .find(|m| m.id != without)
                 .is_some_and(|head| {
-                    let recent = self.heard.get(&head.id).is_some_and(|&(incarnation, at)| {
+                    let recent = self.seen.get(&head.id).is_some_and(|&(incarnation, at)| {
                         incarnation == head.incarnation
                             && now < at + self.settings.suspect_after / 2
                     });
