@@ -2,8 +2,9 @@
 //! same run. Run with `cargo run --release -p phalanx-transports --example remote_bench`; run
 //! it under `taskset -c 0` for the pinned figures (every thread on one core).
 //!
-//! The tell payload is 64 bytes on the wire (two `[u8; 32]`, which postcard writes as they
-//! are), like the raw stream's 64-byte messages. `BENCH_ONLY=encrypted|plaintext|raw` runs one
+//! The tell payloads are 64 bytes and 1 KiB on the wire (byte arrays, which postcard writes as
+//! they are), like the raw stream's messages of the same sizes; the raw stream writes 64 KiB
+//! chunks, so its message rate is its byte rate divided by the payload size. `BENCH_ONLY=encrypted|plaintext|raw` runs one
 //! part (for profiling).
 
 use std::io::{Read, Write};
@@ -24,6 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 #[derive(Serialize, Deserialize)]
 enum Msg {
     Data([u8; 32], [u8; 32]),
+    Big(Box<[[u8; 32]; 32]>),
     Ping(Reply<()>),
     Count(Reply<u64>),
 }
@@ -38,7 +40,7 @@ impl Actor for Sink {
     type Message = Msg;
     async fn handle(&mut self, _: &mut Context<Self>, msg: Msg) -> Result<(), HandlerError> {
         match msg {
-            Msg::Data(..) => self.0 += 1,
+            Msg::Data(..) | Msg::Big(_) => self.0 += 1,
             Msg::Ping(reply) => {
                 let _ = reply.send(());
             }
@@ -50,16 +52,39 @@ impl Actor for Sink {
     }
 }
 
+/// One row of the table.
+struct Row {
+    p50: f64,
+    p99: f64,
+    small: f64,
+    big: f64,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::builder().worker_threads(2).build()?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let (raw_rtt, raw_rate) = if only.is_empty() || only == "raw" {
-        (raw_ping_pong(), raw_stream())
+    let raw = if only.is_empty() || only == "raw" {
+        let (p50, p99) = raw_ping_pong();
+        let bytes = raw_stream();
+        Row {
+            p50,
+            p99,
+            small: bytes / 64.0,
+            big: bytes / 1024.0,
+        }
     } else {
-        (f64::NAN, f64::NAN)
+        Row {
+            p50: f64::NAN,
+            p99: f64::NAN,
+            small: f64::NAN,
+            big: f64::NAN,
+        }
     };
-    println!("{:<28} {:>14} {:>14}", "", "ask RTT p50", "tell 64 B/s");
-    println!("{:<28} {:>12.1}us {:>14.0}", "raw TCP", raw_rtt, raw_rate);
+    println!(
+        "{:<20} {:>9} {:>9} {:>12} {:>8} {:>11} {:>8}   vs raw: RTT p50, 64 B, 1 KiB",
+        "", "ask p50", "ask p99", "tell 64 B/s", "MB/s", "1 KiB/s", "MB/s"
+    );
+    print_row("raw TCP", &raw, &raw);
     for (label, security) in [
         (
             "remote, encrypted",
@@ -70,17 +95,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !only.is_empty() && !label.ends_with(only.as_str()) {
             continue;
         }
-        let (rtt, rate) = runtime.block_on(remote(security))?;
-        println!(
-            "{label:<28} {rtt:>12.1}us {rate:>14.0}   ({:.2}x RTT, {:.0}% rate)",
-            rtt / raw_rtt,
-            100.0 * rate / raw_rate
-        );
+        let row = runtime.block_on(remote(security))?;
+        print_row(label, &row, &raw);
     }
     Ok(())
 }
 
-async fn remote(security: EndpointSecurity) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+fn print_row(label: &str, row: &Row, raw: &Row) {
+    println!(
+        "{label:<20} {:>7.1}us {:>7.1}us {:>12.0} {:>8.1} {:>11.0} {:>8.1}   {:.2}x, {:.0}%, {:.0}%",
+        row.p50,
+        row.p99,
+        row.small,
+        row.small * 64.0 / 1e6,
+        row.big,
+        row.big * 1024.0 / 1e6,
+        row.p50 / raw.p50,
+        100.0 * row.small / raw.small,
+        100.0 * row.big / raw.big,
+    );
+}
+
+async fn remote(security: EndpointSecurity) -> Result<Row, Box<dyn std::error::Error>> {
     let config = |n| EndpointConfig::new(ClusterId(1), NodeId::from_u128(n), Incarnation(1));
     let a = Remoting::bind("127.0.0.1:0".parse()?, config(1), security.clone()).await?;
     let b = Remoting::bind("127.0.0.1:0".parse()?, config(2), security).await?;
@@ -94,19 +130,40 @@ async fn remote(security: EndpointSecurity) -> Result<(f64, f64), Box<dyn std::e
         rtts.push(start.elapsed());
     }
     rtts.sort();
-    let start = Instant::now();
     let tells = tells();
-    for _ in 0..tells {
-        if let Err(error) = sink.try_tell(Msg::Data([7; 32], [9; 32])) {
+    let small = rate(&sink, tells, || Msg::Data([7; 32], [9; 32])).await?;
+    let big = rate(&sink, tells / 8, || Msg::Big(Box::new([[3; 32]; 32]))).await?;
+    Ok(Row {
+        p50: micros(rtts[ASKS / 2]),
+        p99: micros(rtts[ASKS * 99 / 100]),
+        small,
+        big,
+    })
+}
+
+/// Sends `count` messages made by `make` and returns messages per second, counted until the
+/// sink has handled them all.
+async fn rate(
+    sink: &phalanx_runtime::ActorRef<Msg>,
+    count: u64,
+    make: impl Fn() -> Msg,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let before = sink.ask(Msg::Count, WAIT).await?;
+    let start = Instant::now();
+    for _ in 0..count {
+        if let Err(error) = sink.try_tell(make()) {
             sink.tell(error.into_inner()).await?;
         }
     }
-    let mut count = 0;
-    while count < tells {
-        count = sink.ask(Msg::Count, WAIT).await?;
+    let mut seen = before;
+    while seen < before + count {
+        seen = sink.ask(Msg::Count, WAIT).await?;
     }
-    let rate = tells as f64 / start.elapsed().as_secs_f64();
-    Ok((rtts[ASKS / 2].as_secs_f64() * 1e6, rate))
+    Ok(count as f64 / start.elapsed().as_secs_f64())
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
 }
 
 /// Messages per throughput run: `BENCH_TELLS`, default [`TELLS`].
@@ -117,7 +174,7 @@ fn tells() -> u64 {
         .unwrap_or(TELLS)
 }
 
-fn raw_ping_pong() -> f64 {
+fn raw_ping_pong() -> (f64, f64) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
@@ -143,17 +200,19 @@ fn raw_ping_pong() -> f64 {
     drop(c);
     let _ = server.join();
     rtts.sort();
-    rtts[ASKS / 2].as_secs_f64() * 1e6
+    (micros(rtts[ASKS / 2]), micros(rtts[ASKS * 99 / 100]))
 }
 
+/// Bytes per second of a raw TCP stream written in 64 KiB chunks.
 fn raw_stream() -> f64 {
+    const BYTES: u64 = 256 << 20;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let mut buf = vec![0; 64 * 1024];
         let mut total = 0u64;
-        while total < TELLS * 64 {
+        while total < BYTES {
             match s.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => total += n as u64,
@@ -164,10 +223,10 @@ fn raw_stream() -> f64 {
     let chunk = vec![7u8; 64 * 1024];
     let start = Instant::now();
     let mut sent = 0u64;
-    while sent < TELLS * 64 {
+    while sent < BYTES {
         c.write_all(&chunk).unwrap();
         sent += chunk.len() as u64;
     }
     let _ = server.join();
-    TELLS as f64 / start.elapsed().as_secs_f64()
+    BYTES as f64 / start.elapsed().as_secs_f64()
 }
