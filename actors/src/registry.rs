@@ -92,7 +92,6 @@
 //! [`MAX_STATE_ORIGINS`], [`MAX_ORIGIN_RECORDS`], [`MAX_STATE_LEN`]). A delta from
 //! [`ClusterRegistry`] always encodes to at most [`MAX_DELTA_LEN`] bytes, one gossip event.
 
-mod bounded;
 mod cluster;
 mod notice;
 mod replica;

@@ -8,12 +8,12 @@
 //! and never allocates on the peer's say-so: the input length is checked first, and every
 //! vector and string is checked against its limit before anything is reserved.
 
-mod bounded;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::NodeId;
+use crate::bounded;
 
 /// The most membership updates piggybacked on one datagram.
 pub const MAX_UPDATES: usize = 256;

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::bounded;
+use crate::bounded;
 
 /// The gossip user-event name under which deltas travel.
 pub const DELTA_EVENT: &str = "phalanx.registry";
