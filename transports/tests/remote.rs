@@ -62,6 +62,7 @@ impl Actor for Counter {
 struct Watcher {
     target: phalanx_runtime::Addr,
     downs: flume::Sender<Down>,
+    monitoring: flume::Sender<()>,
 }
 
 impl Actor for Watcher {
@@ -69,6 +70,7 @@ impl Actor for Watcher {
 
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
         ctx.monitor(&self.target);
+        let _ = self.monitoring.send(());
         Ok(())
     }
 
@@ -82,12 +84,20 @@ impl Actor for Watcher {
     }
 }
 
-fn watch(target: &ActorRef<Count>) -> flume::Receiver<Down> {
+/// Monitors `target` from a new actor; returns once the monitor is in place (a monitor set
+/// after the end would report `NoProc` instead of the reason).
+async fn watch(target: &ActorRef<Count>) -> flume::Receiver<Down> {
     let (downs, rx) = flume::unbounded();
+    let (monitoring, started) = flume::bounded(1);
     spawn_actor(Watcher {
         target: target.addr().clone(),
         downs,
+        monitoring,
     });
+    phalanx_runtime::timeout(WAIT, started.recv_async())
+        .await
+        .expect("watcher did not start")
+        .unwrap();
     rx
 }
 
@@ -231,7 +241,7 @@ fn a_remote_actors_death_fires_down_with_its_reason() {
         let a = node(1, "127.0.0.1:0", &security).await;
         let b = node(2, "127.0.0.1:0", &security).await;
         let (_, remote) = counter_on(&b, &a, "counter").await;
-        let downs = watch(&remote);
+        let downs = watch(&remote).await;
         remote.tell(Count::Panic).await.unwrap();
         let down = next_down(&downs).await;
         assert_eq!(down.id, remote.id());
@@ -243,7 +253,7 @@ fn a_remote_actors_death_fires_down_with_its_reason() {
 
         // stop() on the proxy stops the remote actor; Down says Normal.
         let (local, remote) = counter_on(&b, &a, "second").await;
-        let downs = watch(&remote);
+        let downs = watch(&remote).await;
         remote.stop();
         assert_eq!(next_down(&downs).await.reason, ExitReason::Normal);
         assert_eq!(local.wait().await, ExitReason::Normal);
@@ -257,7 +267,7 @@ fn losing_the_node_fires_node_down_and_ends_asks() {
         let a = node(1, "127.0.0.1:0", &security).await;
         let b = node(2, "127.0.0.1:0", &security).await;
         let (_, remote) = counter_on(&b, &a, "counter").await;
-        let downs = watch(&remote);
+        let downs = watch(&remote).await;
         let asker = {
             let remote = remote.clone();
             phalanx_runtime::spawn(async move { remote.ask(Count::Hold, WAIT).await })
