@@ -14,6 +14,8 @@
 mod admin;
 mod gossip;
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,16 +25,21 @@ use phalanx_actors::discovery::{
     MdnsConfig, MulticastConfig,
 };
 use phalanx_actors::gossip::Config as GossipConfig;
+use phalanx_actors::registry::ClusterRegistry;
+use phalanx_runtime::ActorRef;
 use phalanx_supervisors::{
     ChildSpec, Intensity, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
 use phalanx_transports::{
     ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NetTransport, NodeId,
-    RemoteError, Remoting, SharedKeyring,
+    RemoteError, RemoteMessage, Remoting, SharedKeyring,
 };
 
 pub use admin::{AdminRequest, MemberRow, members_of};
 pub use gossip::{GossipMessage, GossipWire};
+
+/// How long node operations wait for an answer.
+const CALL: Duration = Duration::from_secs(5);
 
 /// The registered name of the gossip actor, locally and for other nodes.
 pub const GOSSIP_NAME: &str = "phalanx.gossip";
@@ -75,6 +82,10 @@ pub struct Node {
     table: Arc<Mutex<Vec<MemberRow>>>,
     /// The gossip actor's name in the local registry.
     local_gossip: String,
+    /// This node's replica of the cluster-wide registry.
+    registry: Arc<Mutex<ClusterRegistry>>,
+    /// The local actors registered cluster-wide, by name (`ActorRef<M>` behind `Any`).
+    globals: Mutex<HashMap<String, Box<dyn Any + Send>>>,
 }
 
 /// A node could not start or serve a request.
@@ -98,6 +109,9 @@ pub enum NodeError {
     /// A request to another node failed.
     #[error("{0}")]
     Remote(#[from] RemoteError),
+    /// A cluster-wide registration failed.
+    #[error("registry: {0}")]
+    Registry(String),
 }
 
 impl NodeConfig {
@@ -147,6 +161,10 @@ impl Node {
         ));
         let listen = remoting.local_addr();
         let table = Arc::new(Mutex::new(Vec::new()));
+        let registry = Arc::new(Mutex::new(ClusterRegistry::new(
+            node.as_u128(),
+            incarnation,
+        )));
         // Local registry names carry the node id: several nodes may share one process.
         let local_gossip = format!("{GOSSIP_NAME}.{node}");
 
@@ -161,6 +179,7 @@ impl Node {
             seeds: config.seeds.clone(),
             config: config.gossip.clone(),
             table: table.clone(),
+            registry: registry.clone(),
         };
         let gossip_spec = {
             let services = services.clone();
@@ -194,6 +213,8 @@ impl Node {
             root,
             table,
             local_gossip,
+            registry,
+            globals: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,6 +234,80 @@ impl Node {
             .lock()
             .map(|table| table.clone())
             .unwrap_or_default()
+    }
+
+    /// Registers `actor` under `name` cluster-wide: every node's [`whereis`](Node::whereis)
+    /// finds it once the registration has spread by gossip (eventually consistent).
+    ///
+    /// A name registered concurrently on two nodes is resolved the same way everywhere (the
+    /// earlier registration wins); the loser's registration is withdrawn and logged.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Registry`] if the name is taken or too long, or the gossip actor is not
+    /// running.
+    pub async fn register<M: RemoteMessage>(
+        &self,
+        name: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<(), NodeError> {
+        let gossip =
+            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
+                .ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
+        let id = actor.id().as_u64();
+        let registered = gossip
+            .ask(
+                |reply| gossip::GossipMessage::register(name.to_owned(), id, reply),
+                CALL,
+            )
+            .await
+            .map_err(|error| NodeError::Registry(error.to_string()))?;
+        registered.map_err(NodeError::Registry)?;
+        self.remoting.register(name, actor)?;
+        if let Ok(mut globals) = self.globals.lock() {
+            globals.insert(name.to_owned(), Box::new(actor.clone()));
+        }
+        Ok(())
+    }
+
+    /// Finds the actor registered cluster-wide under `name`, on this node or another, if its
+    /// messages are `M`.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Remote`] if the hosting node cannot be reached or refuses the lookup.
+    pub async fn whereis<M: RemoteMessage>(
+        &self,
+        name: &str,
+    ) -> Result<Option<ActorRef<M>>, NodeError> {
+        let found = self
+            .registry
+            .lock()
+            .ok()
+            .and_then(|registry| registry.whereis(name));
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        if found.node == self.id().as_u128() {
+            let globals = self.globals.lock().ok();
+            let local = globals
+                .as_ref()
+                .and_then(|globals| globals.get(name))
+                .and_then(|actor| actor.downcast_ref::<ActorRef<M>>().cloned());
+            return Ok(local);
+        }
+        let member = gossip::member_node(NodeId::from_u128(found.node));
+        let addr = self
+            .members()
+            .into_iter()
+            .filter(|row| row.node == member.0 && row.state == "alive")
+            .map(|row| row.addr)
+            .next();
+        let Some(addr) = addr else {
+            return Ok(None);
+        };
+        let node = self.remoting.connect(addr, CALL).await?;
+        Ok(Some(self.remoting.lookup::<M>(node, name, CALL).await?))
     }
 
     /// The remoting layer, to register actors for other nodes and to look theirs up.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use phalanx_actors::gossip::{
     Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification, Timer,
 };
+use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice};
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply};
 use phalanx_transports::{
     ClusterId, Codec, CodecConfig, FrameKind, Incarnation, Key, NetTransport, NodeId,
@@ -35,6 +36,8 @@ pub(crate) struct Services {
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) config: Config,
     pub(crate) table: Arc<Mutex<Vec<MemberRow>>>,
+    /// The cluster-wide registry replica; it outlives restarts of the gossip actor.
+    pub(crate) registry: Arc<Mutex<ClusterRegistry>>,
 }
 
 /// The messages of the gossip actor.
@@ -48,6 +51,7 @@ enum Request {
     Timer(Timer),
     Join(Vec<SocketAddr>),
     Leave(Reply<()>),
+    Register(String, u64, Reply<Result<(), String>>),
 }
 
 /// A membership message carried over the node-to-node stream (push-pull).
@@ -73,6 +77,11 @@ impl GossipMessage {
     pub fn leave(reply: Reply<()>) -> GossipMessage {
         GossipMessage(Request::Leave(reply))
     }
+
+    /// Register the local actor `actor` under `name` in the cluster-wide registry.
+    pub(crate) fn register(name: String, actor: u64, reply: Reply<Result<(), String>>) -> Self {
+        GossipMessage(Request::Register(name, actor, reply))
+    }
 }
 
 /// Drives one node's membership.
@@ -83,6 +92,9 @@ pub(crate) struct GossipActor {
     /// Forwards push-pull messages arriving over streams to the current gossip actor.
     wire: Option<ActorRef<GossipWire>>,
     rows: HashMap<MemberNode, MemberRow>,
+    /// Full 128-bit node ids by membership id, learned from registry deltas, so that a member
+    /// declared down can be removed from the registry.
+    origins: HashMap<MemberNode, u128>,
 }
 
 impl GossipActor {
@@ -108,6 +120,7 @@ impl GossipActor {
             codec,
             wire: None,
             rows: HashMap::new(),
+            origins: HashMap::new(),
         }
     }
 
@@ -197,6 +210,25 @@ impl GossipActor {
                     _ => "dead",
                 };
                 self.mark(member.node, state);
+                if let Some(node) = self.origins.get(&member.node)
+                    && let Ok(mut registry) = self.services.registry.lock()
+                {
+                    report(registry.node_down(*node, member.incarnation));
+                }
+            }
+            Notification::Event(event) if event.name == DELTA_EVENT => {
+                match Delta::decode(&event.payload) {
+                    Ok(delta) => {
+                        let origin = delta.origin();
+                        self.origins
+                            .insert(member_node(NodeId::from_u128(origin.node)), origin.node);
+                        if let Ok(mut registry) = self.services.registry.lock() {
+                            report(registry.merge_delta(delta));
+                        }
+                        self.broadcast_withdrawals();
+                    }
+                    Err(error) => tracing::debug!(%error, "bad registry delta"),
+                }
             }
             Notification::Refuted {
                 incarnation,
@@ -205,6 +237,28 @@ impl GossipActor {
                 tracing::warn!(incarnation, was_dead, "refuted a suspicion of this node");
             }
             _ => {}
+        }
+    }
+
+    /// Spreads the withdrawals of names this node lost in a conflict.
+    fn broadcast_withdrawals(&mut self) {
+        let deltas: Vec<Delta> = match self.services.registry.lock() {
+            Ok(mut registry) => std::iter::from_fn(|| registry.poll_delta()).collect(),
+            Err(_) => Vec::new(),
+        };
+        for delta in deltas {
+            self.broadcast(&delta);
+        }
+    }
+
+    fn broadcast(&mut self, delta: &Delta) {
+        match delta.encode() {
+            Ok(bytes) => {
+                if let Err(error) = self.membership.broadcast_event(DELTA_EVENT, &bytes) {
+                    tracing::warn!(%error, "registry delta not broadcast");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "registry delta not encoded"),
         }
     }
 
@@ -300,6 +354,14 @@ impl Actor for GossipActor {
             },
             Request::Timer(timer) => self.membership.handle_timer(timer, now),
             Request::Join(seeds) => self.membership.join(seeds, now),
+            Request::Register(name, actor, reply) => {
+                let registered = match self.services.registry.lock() {
+                    Ok(mut registry) => registry.register(&name, actor).map_err(|e| e.to_string()),
+                    Err(_) => Err("the registry is unavailable".to_owned()),
+                };
+                let outcome = registered.map(|delta| self.broadcast(&delta));
+                let _ = reply.send(outcome);
+            }
             Request::Leave(reply) => {
                 self.membership.leave(now);
                 self.carry_out(ctx);
@@ -309,6 +371,22 @@ impl Actor for GossipActor {
         }
         self.carry_out(ctx);
         Ok(())
+    }
+}
+
+/// Logs what the registry reports; a lost name conflict is worth a warning.
+fn report(notices: Vec<Notice>) {
+    for notice in notices {
+        match notice {
+            Notice::Lost {
+                name,
+                loser,
+                winner,
+            } => {
+                tracing::warn!(%name, ?loser, ?winner, "a name registration lost a conflict");
+            }
+            other => tracing::debug!(?other, "registry"),
+        }
     }
 }
 
