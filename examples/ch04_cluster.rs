@@ -2,12 +2,39 @@
 // `mdbook test` passes no --extern, so the listing names the crate itself.
 #[allow(unused_extern_crates)]
 extern crate phalanx;
+#[allow(unused_extern_crates)]
+extern crate serde;
 
 use std::time::Duration;
 
-use phalanx::Runtime;
 use phalanx::node::{Node, NodeConfig};
-use phalanx::transports::Key;
+use phalanx::transports::{Key, RemoteMessage};
+use phalanx::{Actor, Context, HandlerError, Reply, Runtime, spawn_actor};
+use serde::{Deserialize, Serialize};
+
+// ANCHOR: message
+/// A message that can cross nodes: serde for the wire, and a stable tag naming the type.
+#[derive(Serialize, Deserialize)]
+enum Clock {
+    Now(Reply<String>),
+}
+
+impl RemoteMessage for Clock {
+    const TAG: &'static str = "book.Clock.v1";
+}
+
+struct Timekeeper;
+
+impl Actor for Timekeeper {
+    type Message = Clock;
+
+    async fn handle(&mut self, _: &mut Context<Self>, msg: Clock) -> Result<(), HandlerError> {
+        let Clock::Now(reply) = msg;
+        let _ = reply.send("it is time".to_owned());
+        Ok(())
+    }
+}
+// ANCHOR_END: message
 
 pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::builder().worker_threads(2).build()?;
@@ -52,6 +79,23 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("{row}");
         }
         // ANCHOR_END: converge
+
+        // ANCHOR: registry
+        // Register on the first node; find and use it from the third.
+        let keeper = spawn_actor(Timekeeper);
+        first.register("timekeeper", &keeper).await?;
+        let mut found = None;
+        for _ in 0..100 {
+            if let Some(actor) = third.whereis::<Clock>("timekeeper").await? {
+                found = Some(actor);
+                break;
+            }
+            phalanx::sleep(Duration::from_millis(50)).await;
+        }
+        let remote = found.ok_or("the registration did not spread")?;
+        let answer = remote.ask(Clock::Now, Duration::from_secs(2)).await?;
+        assert_eq!(answer, "it is time");
+        // ANCHOR_END: registry
 
         // ANCHOR: leave
         let leaving = third.local_addr();
