@@ -24,9 +24,12 @@
 //! The message type names itself with [`RemoteMessage::TAG`]; lookups and spawns check it, so
 //! a reference never sends a type the remote actor does not expect.
 //!
+//! `NodeDown` comes from the connection layer: a connection that closes, fails, or stays
+//! silent past [`EndpointConfig::idle_timeout`] (heartbeats keep live ones busy).
+//!
 //! Not here yet: links from a remote actor to a local one (a local proxy can be linked; the
-//! remote side does not learn of local exits), and membership-driven `NodeDown` (connection
-//! loss drives it for now).
+//! remote side does not learn of local exits: the runtime's remote hooks carry only stop and
+//! kill), and membership-driven `NodeDown`.
 
 mod control;
 mod export;
