@@ -100,17 +100,22 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
         // ANCHOR: escalate
         // Three more failures within the window exceed the intensity: the supervisor stops
         // its children and fails, and whoever watches it learns why.
-        for _ in 0..4 {
-            if let Some(parser) = root.child::<ParseRequest>("parser").await? {
-                let _ = parser
-                    .ask(|r| ParseRequest::Parse("?".into(), r), ask)
-                    .await;
-                parser.wait().await;
+        for _ in 0..200 {
+            match root.child::<ParseRequest>("parser").await {
+                Ok(Some(parser)) => {
+                    let _ = parser
+                        .ask(|r| ParseRequest::Parse("?".into(), r), ask)
+                        .await;
+                    parser.wait().await;
+                }
+                // Between an end and its restart (the backoff): try again shortly.
+                Ok(None) => phalanx::sleep(Duration::from_millis(5)).await,
+                // The supervisor gave up and no longer answers.
+                Err(_) => break,
             }
-            phalanx::sleep(Duration::from_millis(20)).await;
         }
-        match root.wait().await {
-            Err(SupervisorError::IntensityExceeded { max_restarts, .. }) => {
+        match phalanx::timeout(Duration::from_secs(10), root.wait()).await {
+            Ok(Err(SupervisorError::IntensityExceeded { max_restarts, .. })) => {
                 println!("the root gave up after {max_restarts} restarts");
             }
             other => return Err(format!("expected escalation, got {other:?}").into()),
