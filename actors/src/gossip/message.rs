@@ -8,7 +8,6 @@
 //! and never allocates on the peer's say-so: the input length is checked first, and every
 //! vector and string is checked against its limit before anything is reserved.
 
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
