@@ -2,6 +2,8 @@
 // `mdbook test` passes no --extern, so the listing names the crate itself.
 #[allow(unused_extern_crates)]
 extern crate phalanx;
+#[allow(unused_extern_crates)]
+extern crate flume;
 
 use std::time::Duration;
 
