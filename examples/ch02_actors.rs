@@ -1,9 +1,9 @@
 //! Listings for "Actors": mailboxes, errors, lifecycle, panics, monitors and the registry.
 // `mdbook test` passes no --extern, so the listing names the crate itself.
 #[allow(unused_extern_crates)]
-extern crate phalanx;
-#[allow(unused_extern_crates)]
 extern crate flume;
+#[allow(unused_extern_crates)]
+extern crate phalanx;
 
 use std::time::Duration;
 
