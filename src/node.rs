@@ -288,7 +288,16 @@ impl Node {
         let Some(found) = found else {
             return Ok(None);
         };
-        if found.node == self.id().as_u128() {
+        self.resolve::<M>(found.node, name).await
+    }
+
+    /// A reference to the actor exported as `name` on node `node` (this one or another).
+    async fn resolve<M: RemoteMessage>(
+        &self,
+        node: u128,
+        name: &str,
+    ) -> Result<Option<ActorRef<M>>, NodeError> {
+        if node == self.id().as_u128() {
             let globals = self.globals.lock().ok();
             let local = globals
                 .as_ref()
@@ -296,7 +305,7 @@ impl Node {
                 .and_then(|actor| actor.downcast_ref::<ActorRef<M>>().cloned());
             return Ok(local);
         }
-        let member = gossip::member_node(NodeId::from_u128(found.node));
+        let member = gossip::member_node(NodeId::from_u128(node));
         let addr = self
             .members()
             .into_iter()
@@ -308,6 +317,63 @@ impl Node {
         };
         let node = self.remoting.connect(addr, CALL).await?;
         Ok(Some(self.remoting.lookup::<M>(node, name, CALL).await?))
+    }
+
+    /// Adds `actor` to the process group `group`, cluster-wide (OTP's `pg`): every node's
+    /// [`group`](Node::group) lists it once the join has spread by gossip. An actor leaves its
+    /// groups when its node is declared dead.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::Registry`] if the group name is too long or the gossip actor is not running.
+    pub async fn join_group<M: RemoteMessage>(
+        &self,
+        group: &str,
+        actor: &ActorRef<M>,
+    ) -> Result<(), NodeError> {
+        let gossip =
+            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
+                .ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
+        let id = actor.id().as_u64();
+        let joined = gossip
+            .ask(
+                |reply| gossip::GossipMessage::join_group(group.to_owned(), id, reply),
+                CALL,
+            )
+            .await
+            .map_err(|error| NodeError::Registry(error.to_string()))?;
+        joined.map_err(NodeError::Registry)?;
+        let name = member_name(group, id);
+        self.remoting.register(&name, actor)?;
+        if let Ok(mut globals) = self.globals.lock() {
+            globals.insert(name, Box::new(actor.clone()));
+        }
+        Ok(())
+    }
+
+    /// The members of the process group `group` whose messages are `M`, on every node, as
+    /// this node knows them (eventually consistent). Members on unreachable nodes are left out.
+    ///
+    /// # Errors
+    ///
+    /// Never fails as a whole: members that cannot be looked up are skipped.
+    pub async fn group<M: RemoteMessage>(
+        &self,
+        group: &str,
+    ) -> Result<Vec<ActorRef<M>>, NodeError> {
+        let addrs = self
+            .registry
+            .lock()
+            .map(|registry| registry.members(group))
+            .unwrap_or_default();
+        let mut members = Vec::new();
+        for addr in addrs {
+            let name = member_name(group, addr.actor);
+            if let Ok(Some(member)) = self.resolve::<M>(addr.node, &name).await {
+                members.push(member);
+            }
+        }
+        Ok(members)
     }
 
     /// The remoting layer, to register actors for other nodes and to look theirs up.
@@ -399,6 +465,11 @@ pub(crate) fn security_for(key: Option<&Key>) -> phalanx_transports::Security {
         }
         None => phalanx_transports::Security::Plaintext,
     }
+}
+
+/// The remoting name under which a group member is exported.
+fn member_name(group: &str, actor: u64) -> String {
+    format!("phalanx.pg.{group}.{actor}")
 }
 
 /// The cluster id of a cluster name: FNV-1a, stable across builds and platforms.

@@ -148,3 +148,48 @@ fn concurrent_claims_resolve_to_one_winner_everywhere() {
         }
     });
 }
+
+#[test]
+fn process_groups_span_nodes() {
+    let runtime = Runtime::builder()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let key = Key::generate().expect("key");
+        let nodes = cluster(&key).await;
+        let on_zero = spawn_actor(Greeter("member on node 0"));
+        let on_one = spawn_actor(Greeter("member on node 1"));
+        nodes[0].join_group("chat", &on_zero).await.expect("joined");
+        nodes[1].join_group("chat", &on_one).await.expect("joined");
+        // Node 2 has no member of its own, yet sees both, and can talk to them.
+        let mut members = Vec::new();
+        for _ in 0..400 {
+            members = nodes[2].group::<Greet>("chat").await.expect("group");
+            if members.len() == 2 {
+                break;
+            }
+            phalanx::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(members.len(), 2);
+        let mut answers = Vec::new();
+        for member in &members {
+            let answer = member
+                .ask(|r| Greet::Hello("node 2".into(), r), Duration::from_secs(5))
+                .await
+                .expect("answer");
+            answers.push(answer);
+        }
+        answers.sort();
+        assert_eq!(
+            answers,
+            [
+                "member on node 0 greets node 2",
+                "member on node 1 greets node 2"
+            ]
+        );
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}

@@ -52,6 +52,7 @@ enum Request {
     Join(Vec<SocketAddr>),
     Leave(Reply<()>),
     Register(String, u64, Reply<Result<(), String>>),
+    JoinGroup(String, u64, Reply<Result<(), String>>),
 }
 
 /// A membership message carried over the node-to-node stream (push-pull).
@@ -81,6 +82,11 @@ impl GossipMessage {
     /// Register the local actor `actor` under `name` in the cluster-wide registry.
     pub(crate) fn register(name: String, actor: u64, reply: Reply<Result<(), String>>) -> Self {
         GossipMessage(Request::Register(name, actor, reply))
+    }
+
+    /// Add the local actor `actor` to the process group `group`, cluster-wide.
+    pub(crate) fn join_group(group: String, actor: u64, reply: Reply<Result<(), String>>) -> Self {
+        GossipMessage(Request::JoinGroup(group, actor, reply))
     }
 }
 
@@ -360,6 +366,18 @@ impl Actor for GossipActor {
                     Err(_) => Err("the registry is unavailable".to_owned()),
                 };
                 let outcome = registered.map(|delta| self.broadcast(&delta));
+                let _ = reply.send(outcome);
+            }
+            Request::JoinGroup(group, actor, reply) => {
+                let joined = match self.services.registry.lock() {
+                    Ok(mut registry) => registry.join(&group, actor).map_err(|e| e.to_string()),
+                    Err(_) => Err("the registry is unavailable".to_owned()),
+                };
+                let outcome = joined.map(|delta| {
+                    if let Some(delta) = delta {
+                        self.broadcast(&delta);
+                    }
+                });
                 let _ = reply.send(outcome);
             }
             Request::Leave(reply) => {
