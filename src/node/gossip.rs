@@ -14,7 +14,7 @@ use phalanx_actors::gossip::{
     Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification, Timer,
 };
 use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice};
-use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply};
+use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply, Task};
 use phalanx_transports::{
     ClusterId, Codec, CodecConfig, FrameKind, Incarnation, Key, NetTransport, NodeId,
     RemoteMessage, Remoting, Transport,
@@ -130,10 +130,12 @@ impl GossipActor {
         }
     }
 
-    fn carry_out(&mut self, ctx: &mut Context<Self>) {
+    /// Carries out the core's actions; returns the datagram sends still in flight.
+    fn carry_out(&mut self, ctx: &mut Context<Self>) -> Vec<Task<()>> {
+        let mut sends = Vec::new();
         while let Some(action) = self.membership.poll_action() {
             match action {
-                Action::Send { to, message } => self.send_datagram(to, &message),
+                Action::Send { to, message } => sends.extend(self.send_datagram(to, &message)),
                 Action::SendStream { to, message } => self.send_stream(to, &message),
                 Action::ScheduleTimer { timer, after } => {
                     let me = ctx.myself();
@@ -148,23 +150,30 @@ impl GossipActor {
             }
         }
         self.publish();
+        sends
     }
 
-    fn send_datagram(&mut self, to: SocketAddr, message: &Message<SocketAddr>) {
-        let Ok(bytes) = message.encode() else {
-            return;
-        };
+    /// Carries out the core's actions and lets the datagram sends finish on their own.
+    fn act(&mut self, ctx: &mut Context<Self>) {
+        for send in self.carry_out(ctx) {
+            send.detach();
+        }
+    }
+
+    /// Seals and sends one datagram on a task; the task is handed back so that a leave can
+    /// wait until its announcements are out.
+    fn send_datagram(&mut self, to: SocketAddr, message: &Message<SocketAddr>) -> Option<Task<()>> {
+        let bytes = message.encode().ok()?;
         let Ok(sealed) = self.codec.seal_datagram(FrameKind::Gossip, &bytes) else {
             tracing::debug!(%to, len = bytes.len(), "gossip message does not fit a datagram");
-            return;
+            return None;
         };
         let transport = self.services.transport.clone();
-        phalanx_runtime::spawn(async move {
+        Some(phalanx_runtime::spawn(async move {
             if let Err(error) = transport.send_datagram(to, &sealed).await {
                 tracing::debug!(%to, %error, "gossip datagram not sent");
             }
-        })
-        .detach();
+        }))
     }
 
     fn send_stream(&mut self, to: SocketAddr, message: &Message<SocketAddr>) {
@@ -333,7 +342,7 @@ impl Actor for GossipActor {
         if !self.services.seeds.is_empty() {
             self.membership.join(self.services.seeds.clone(), now);
         }
-        self.carry_out(ctx);
+        self.act(ctx);
         Ok(())
     }
 
@@ -382,12 +391,19 @@ impl Actor for GossipActor {
             }
             Request::Leave(reply) => {
                 self.membership.leave(now);
-                self.carry_out(ctx);
+                // The process may stop right after: the announcements must be out first.
+                let sends = self.carry_out(ctx);
+                let _ = phalanx_runtime::timeout(Duration::from_secs(1), async {
+                    for send in sends {
+                        send.await;
+                    }
+                })
+                .await;
                 let _ = reply.send(());
                 return Ok(());
             }
         }
-        self.carry_out(ctx);
+        self.act(ctx);
         Ok(())
     }
 }
