@@ -59,8 +59,9 @@ fn stop_finishes_the_current_message_and_skips_the_rest() {
             .await
             .expect("alive");
         actor.tell(Cmd::Push(2)).await.expect("alive");
-        // Let the slow message start, then stop: it must finish, and Push(2) must not run.
-        phalanx_runtime::sleep(Duration::from_millis(20)).await;
+        // Once the slow message has started (only Push(2) is left in the mailbox), stop: the
+        // slow message must finish, and Push(2) must not run.
+        until_mailbox_holds(&actor, 1).await;
         actor.stop();
         assert_eq!(actor.wait().await, ExitReason::Normal);
         let (reason, seen) = rx.recv_async().await.expect("stopped hook ran");
@@ -254,7 +255,8 @@ fn shutdown_kills_what_misses_the_deadline() {
             .tell(Cmd::Slow(Duration::from_secs(3600), 1))
             .await
             .expect("alive");
-        phalanx_runtime::sleep(Duration::from_millis(20)).await;
+        // The actor is inside the endless handler once its mailbox is empty.
+        until_mailbox_holds(&stuck, 0).await;
         stuck
     });
     let result = rt.shutdown(Duration::from_millis(100));
@@ -269,4 +271,15 @@ fn spawns_are_refused_after_shutdown() {
     rt.shutdown(LONG).expect("nothing to stop");
     let refused = Spawn::new(Recorder::default()).runtime(&handle).start();
     assert_eq!(refused.err(), Some(phalanx_runtime::SpawnError::ShutDown));
+}
+
+/// Waits (bounded: 10 s) until `actor`'s mailbox holds exactly `count` messages.
+async fn until_mailbox_holds(actor: &phalanx_runtime::ActorRef<Cmd>, count: usize) {
+    for _ in 0..10_000 {
+        if actor.mailbox_len() == count {
+            return;
+        }
+        phalanx_runtime::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the mailbox never held {count} messages");
 }
