@@ -26,7 +26,7 @@ use phalanx_actors::discovery::{
 };
 use phalanx_actors::gossip::Config as GossipConfig;
 use phalanx_actors::registry::ClusterRegistry;
-use phalanx_runtime::ActorRef;
+use phalanx_runtime::{ActorRef, Reply};
 use phalanx_supervisors::{
     ChildSpec, Intensity, Strategy, Supervisor, SupervisorError, SupervisorRef,
 };
@@ -251,23 +251,10 @@ impl Node {
         name: &str,
         actor: &ActorRef<M>,
     ) -> Result<(), NodeError> {
-        let gossip =
-            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
-                .ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
         let id = actor.id().as_u64();
-        let registered = gossip
-            .ask(
-                |reply| gossip::GossipMessage::register(name.to_owned(), id, reply),
-                CALL,
-            )
-            .await
-            .map_err(|error| NodeError::Registry(error.to_string()))?;
-        registered.map_err(NodeError::Registry)?;
-        self.remoting.register(name, actor)?;
-        if let Ok(mut globals) = self.globals.lock() {
-            globals.insert(name.to_owned(), Box::new(actor.clone()));
-        }
-        Ok(())
+        self.ask_registry(|reply| gossip::GossipMessage::register(name.to_owned(), id, reply))
+            .await?;
+        self.export(name.to_owned(), actor)
     }
 
     /// Finds the actor registered cluster-wide under `name`, on this node or another, if its
@@ -331,19 +318,29 @@ impl Node {
         group: &str,
         actor: &ActorRef<M>,
     ) -> Result<(), NodeError> {
+        let id = actor.id().as_u64();
+        self.ask_registry(|reply| gossip::GossipMessage::join_group(group.to_owned(), id, reply))
+            .await?;
+        self.export(member_name(group, id), actor)
+    }
+
+    /// Sends a registry operation to this node's gossip actor and waits for its outcome.
+    async fn ask_registry(
+        &self,
+        request: impl FnOnce(Reply<Result<(), String>>) -> gossip::GossipMessage,
+    ) -> Result<(), NodeError> {
         let gossip =
             phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
                 .ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
-        let id = actor.id().as_u64();
-        let joined = gossip
-            .ask(
-                |reply| gossip::GossipMessage::join_group(group.to_owned(), id, reply),
-                CALL,
-            )
+        let outcome = gossip
+            .ask(request, CALL)
             .await
             .map_err(|error| NodeError::Registry(error.to_string()))?;
-        joined.map_err(NodeError::Registry)?;
-        let name = member_name(group, id);
+        outcome.map_err(NodeError::Registry)
+    }
+
+    /// Makes a local actor reachable under `name`, from other nodes and from this one.
+    fn export<M: RemoteMessage>(&self, name: String, actor: &ActorRef<M>) -> Result<(), NodeError> {
         self.remoting.register(&name, actor)?;
         if let Ok(mut globals) = self.globals.lock() {
             globals.insert(name, Box::new(actor.clone()));
