@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+#[path = "support/watch.rs"]
+mod watch;
+
+use watch::watch;
+
 #[derive(Serialize, Deserialize)]
 enum Count {
     Add(u64),
@@ -56,49 +61,6 @@ impl Actor for Counter {
         }
         Ok(())
     }
-}
-
-/// Monitors an address and forwards its `Down`.
-struct Watcher {
-    target: phalanx_runtime::Addr,
-    downs: flume::Sender<Down>,
-    monitoring: flume::Sender<()>,
-}
-
-impl Actor for Watcher {
-    type Message = ();
-
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
-        ctx.monitor(&self.target);
-        let _ = self.monitoring.send(());
-        Ok(())
-    }
-
-    async fn handle(&mut self, _: &mut Context<Self>, (): ()) -> Result<(), HandlerError> {
-        Ok(())
-    }
-
-    async fn down(&mut self, _: &mut Context<Self>, down: Down) -> Result<(), HandlerError> {
-        let _ = self.downs.send(down);
-        Ok(())
-    }
-}
-
-/// Monitors `target` from a new actor; returns once the monitor is in place (a monitor set
-/// after the end would report `NoProc` instead of the reason).
-async fn watch(target: &ActorRef<Count>) -> flume::Receiver<Down> {
-    let (downs, rx) = flume::unbounded();
-    let (monitoring, started) = flume::bounded(1);
-    spawn_actor(Watcher {
-        target: target.addr().clone(),
-        downs,
-        monitoring,
-    });
-    phalanx_runtime::timeout(WAIT, started.recv_async())
-        .await
-        .expect("watcher did not start")
-        .unwrap();
-    rx
 }
 
 async fn next_down(rx: &flume::Receiver<Down>) -> Down {
@@ -241,7 +203,7 @@ fn a_remote_actors_death_fires_down_with_its_reason() {
         let a = node(1, "127.0.0.1:0", &security).await;
         let b = node(2, "127.0.0.1:0", &security).await;
         let (_, remote) = counter_on(&b, &a, "counter").await;
-        let downs = watch(&remote).await;
+        let downs = watch(remote.addr(), WAIT).await;
         remote.tell(Count::Panic).await.unwrap();
         let down = next_down(&downs).await;
         assert_eq!(down.id, remote.id());
@@ -253,7 +215,7 @@ fn a_remote_actors_death_fires_down_with_its_reason() {
 
         // stop() on the proxy stops the remote actor; Down says Normal.
         let (local, remote) = counter_on(&b, &a, "second").await;
-        let downs = watch(&remote).await;
+        let downs = watch(remote.addr(), WAIT).await;
         remote.stop();
         assert_eq!(next_down(&downs).await.reason, ExitReason::Normal);
         assert_eq!(local.wait().await, ExitReason::Normal);
@@ -267,7 +229,7 @@ fn losing_the_node_fires_node_down_and_ends_asks() {
         let a = node(1, "127.0.0.1:0", &security).await;
         let b = node(2, "127.0.0.1:0", &security).await;
         let (_, remote) = counter_on(&b, &a, "counter").await;
-        let downs = watch(&remote).await;
+        let downs = watch(remote.addr(), WAIT).await;
         let asker = {
             let remote = remote.clone();
             phalanx_runtime::spawn(async move { remote.ask(Count::Hold, WAIT).await })

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use phalanx_runtime::{
-    Actor, ActorRef, Addr, Context, Down, ExitReason, HandlerError, Reply, Runtime, spawn_actor,
+    Actor, Context, Down, ExitReason, HandlerError, Reply, Runtime, spawn_actor,
 };
 use phalanx_transports::{
     ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NodeId, RemoteMessage, Remoting,
@@ -22,6 +22,11 @@ use phalanx_transports::{
 use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+#[path = "support/watch.rs"]
+mod watch;
+
+use watch::watch;
 const NODE_ENV: &str = "PHALANX_TEST_NODE";
 /// A node process ends by itself after this long, should its parent never close its stdin.
 const NODE_LIFETIME: Duration = Duration::from_secs(120);
@@ -51,32 +56,6 @@ impl Actor for Counter {
                 let _ = reply.send(self.seen.clone());
             }
         }
-        Ok(())
-    }
-}
-
-/// Monitors an address and forwards its `Down`.
-struct Watcher {
-    target: Addr,
-    downs: flume::Sender<Down>,
-    monitoring: flume::Sender<()>,
-}
-
-impl Actor for Watcher {
-    type Message = ();
-
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
-        ctx.monitor(&self.target);
-        let _ = self.monitoring.send(());
-        Ok(())
-    }
-
-    async fn handle(&mut self, _: &mut Context<Self>, (): ()) -> Result<(), HandlerError> {
-        Ok(())
-    }
-
-    async fn down(&mut self, _: &mut Context<Self>, down: Down) -> Result<(), HandlerError> {
-        let _ = self.downs.send(down);
         Ok(())
     }
 }
@@ -184,22 +163,6 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Monitors `target` from a new actor; returns once the monitor is in place.
-async fn watch(target: &ActorRef<Count>) -> flume::Receiver<Down> {
-    let (downs, rx) = flume::unbounded();
-    let (monitoring, started) = flume::bounded(1);
-    spawn_actor(Watcher {
-        target: target.addr().clone(),
-        downs,
-        monitoring,
-    });
-    phalanx_runtime::timeout(WAIT, started.recv_async())
-        .await
-        .expect("watcher did not start")
-        .unwrap();
-    rx
-}
-
 async fn next_down(rx: &flume::Receiver<Down>) -> Down {
     phalanx_runtime::timeout(WAIT, rx.recv_async())
         .await
@@ -227,7 +190,7 @@ fn a_killed_node_process_is_down_and_its_restart_is_a_new_node() {
             (0..100).collect::<Vec<_>>()
         );
 
-        let downs = watch(&old).await;
+        let downs = watch(old.addr(), WAIT).await;
         let killed = Instant::now();
         first.kill();
         let down = next_down(&downs).await;
@@ -258,7 +221,7 @@ fn a_killed_node_process_is_down_and_its_restart_is_a_new_node() {
         assert_eq!(new.ask(Count::Get, WAIT).await.unwrap(), vec![7]);
 
         // And its death is seen the same way.
-        let downs = watch(&new).await;
+        let downs = watch(new.addr(), WAIT).await;
         second.kill();
         assert_eq!(next_down(&downs).await.reason, ExitReason::NodeDown);
         assert_eq!(me.endpoint().drop_counters().total(), 0);
