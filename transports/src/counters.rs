@@ -94,9 +94,6 @@ impl DropCounters {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
     #[test]
@@ -135,40 +132,5 @@ mod tests {
         };
         assert_eq!(counters, expected);
         assert_eq!(counters.total(), 8);
-    }
-
-    #[test]
-    fn every_counted_drop_emits_one_tracing_event() {
-        let subscriber = EventCounter::default();
-        let events = Arc::clone(&subscriber.events);
-        tracing::subscriber::with_default(subscriber, || {
-            let mut counters = DropCounters::default();
-            counters.record(&DecodeError::Unauthenticated, "test", 10);
-            counters.record(&DecodeError::UnknownKind(9), "test", 10);
-            counters.record(&DecodeError::Poisoned, "test", 10);
-        });
-        assert_eq!(events.load(Ordering::Relaxed), 2);
-    }
-
-    /// A subscriber that only counts events; spans are not used by the codec.
-    #[derive(Default)]
-    struct EventCounter {
-        events: Arc<AtomicUsize>,
-    }
-
-    impl tracing::Subscriber for EventCounter {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, _: &tracing::Event<'_>) {
-            self.events.fetch_add(1, Ordering::Relaxed);
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
     }
 }

@@ -459,54 +459,6 @@ fn mdns_records_of_other_clusters_and_our_own_are_ignored() {
     assert_eq!(discovery.counters().mdns_wrong_cluster, 1);
 }
 
-#[test]
-fn every_dropped_beacon_emits_one_tracing_event_of_ours() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Counts the events of this crate (the codec logs its own drops too).
-    #[derive(Default)]
-    struct EventCounter {
-        events: Arc<AtomicUsize>,
-    }
-
-    impl tracing::Subscriber for EventCounter {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            if event.metadata().target().starts_with("phalanx_actors") {
-                self.events.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
-    let subscriber = EventCounter::default();
-    let events = Arc::clone(&subscriber.events);
-    let now = Instant::now();
-    let good = beacon_from(2, keyed(1), now);
-    let wrong_key = beacon_from(3, keyed(2), now);
-    let counters = tracing::subscriber::with_default(subscriber, || {
-        let mut receiver = Discovery::new(config(1), keyed(1), now);
-        let from = addr(9, 9);
-        let _ = receiver.handle_beacon(&good, from, now); // accepted: no event
-        let _ = receiver.handle_beacon(&good, from, now); // replayed
-        let _ = receiver.handle_beacon(&wrong_key, from, now); // unauthenticated
-        let _ = receiver.handle_beacon(&[0; 300], from, now); // oversized
-        let _ = receiver.handle_beacon(b"PX", from, now); // truncated
-        receiver.counters().beacons
-    });
-    assert_eq!(counters.dropped(), 4);
-    assert_eq!(events.load(Ordering::Relaxed), 4);
-}
-
 mod properties {
     use std::collections::HashMap;
 
