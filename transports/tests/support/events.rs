@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts the events whose target starts with a prefix (a crate's name).
-pub struct EventCounter {
+pub(crate) struct EventCounter {
     prefix: &'static str,
     events: Arc<AtomicUsize>,
 }
 
 impl EventCounter {
     /// A counter of the events of the crate `prefix`, and the handle that reads it.
-    pub fn new(prefix: &'static str) -> (EventCounter, Arc<AtomicUsize>) {
+    pub(crate) fn new(prefix: &'static str) -> (EventCounter, Arc<AtomicUsize>) {
         let events = Arc::new(AtomicUsize::new(0));
         let counter = EventCounter {
             prefix,
