@@ -1,0 +1,9 @@
+//! Runs the listing of the "Membership and discovery" chapter.
+
+#[path = "../examples/ch06_membership.rs"]
+mod ch06_membership;
+
+#[test]
+fn ch06_membership() -> Result<(), Box<dyn std::error::Error>> {
+    ch06_membership::main()
+}
