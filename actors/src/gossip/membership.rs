@@ -84,7 +84,7 @@ pub struct Membership<A> {
     seen_order: VecDeque<(NodeId, u64)>,
     /// The latest events, sent along with every push-pull so that a member that missed one
     /// while it was piggybacked still gets it (anti-entropy for events).
-    recent_events: VecDeque<UserEvent>,
+    pub(super) recent_events: VecDeque<UserEvent>,
     next_event_seq: u64,
     health: Health,
     rng: fastrand::Rng,
@@ -120,6 +120,12 @@ const MAX_RELAYS: usize = 1024;
 /// How many `(origin, seq)` pairs of user events are remembered for deduplication.
 const SEEN_EVENTS_CAP: usize = 8192;
 
+/// A life's first event number is its starting incarnation shifted by this much: with
+/// incarnations that grow across restarts (the node uses its start time in milliseconds),
+/// one life can raise 2^20 events per millisecond between its start and the next life's
+/// before numbers could repeat.
+const EVENT_SEQ_SHIFT: u32 = 20;
+
 impl<A: Address> Membership<A> {
     /// A node `me` listening at `addr`, starting at `incarnation`, with its random choices
     /// drawn from `seed`.
@@ -151,7 +157,10 @@ impl<A: Address> Membership<A> {
             seen_events: BTreeSet::new(),
             seen_order: VecDeque::new(),
             recent_events: VecDeque::new(),
-            next_event_seq: 0,
+            // Event numbers start from the incarnation this life began with, so that a node
+            // that restarts with the same id (and a later incarnation) does not reuse the
+            // numbers of its earlier life, which peers still remember as seen.
+            next_event_seq: incarnation.wrapping_shl(EVENT_SEQ_SHIFT),
             health,
             rng: fastrand::Rng::with_seed(seed),
             actions: VecDeque::new(),
@@ -283,7 +292,7 @@ impl<A: Address> Membership<A> {
             name: name.to_owned(),
             payload: payload.to_vec(),
         };
-        self.next_event_seq += 1;
+        self.next_event_seq = self.next_event_seq.wrapping_add(1);
         self.remember_event(&event);
         self.broadcasts.push_event(event);
         Ok(())

@@ -430,6 +430,33 @@ fn events_are_checked_deduplicated_and_piggybacked() {
 }
 
 #[test]
+fn a_restarted_node_with_a_later_incarnation_gets_its_events_through() {
+    let now = Instant::now();
+    let mut peer = with_members(&[2], now);
+    let mut first_life = Membership::new(NodeId(2), 2, 1_000, Config::default(), 2);
+    let mut second_life = Membership::new(NodeId(2), 2, 1_001, Config::default(), 3);
+    let events = |life: &mut Membership<u32>| -> Vec<UserEvent> {
+        for _ in 0..2 {
+            assert!(life.broadcast_event("e", b"").is_ok());
+        }
+        life.recent_events.iter().cloned().collect()
+    };
+    let old = events(&mut first_life);
+    let new = events(&mut second_life);
+    assert!(new.iter().all(|e| !old.iter().any(|o| o.seq == e.seq)));
+    for event in old.iter().chain(&new) {
+        let mut msg = message(2, Body::Gossip, Vec::new());
+        msg.events.push(event.clone());
+        peer.handle_datagram(2, msg, now);
+    }
+    let delivered = notifications(&drain(&mut peer))
+        .into_iter()
+        .filter(|n| matches!(n, Notification::Event(_)))
+        .count();
+    assert_eq!(delivered, 4);
+}
+
+#[test]
 fn stale_news_is_corrected_at_its_sender() {
     let now = Instant::now();
     let mut m = with_members(&[2, 3], now);
