@@ -55,7 +55,9 @@
 //! - Not here yet: changing the configuration group's own membership (raft-rs supports it
 //!   with `ConfChangeV2`; replicas would then need the new group to count lease majorities),
 //!   compaction of the group's raft log, snapshots sent over streams instead of one message,
-//!   and the actor that drives a [`Replica`] with real I/O.
+//!   durable group storage (a group node's raft log lives in memory: a restarted group node
+//!   rejoins with an empty log, which is safe only while a majority of the group keeps its
+//!   log), and durable replica state (the checkpoint service's job).
 //!
 //! # Examples
 //!
@@ -108,6 +110,8 @@
 //! - `replica`: the sans-IO [`Replica`] (about 830 lines: one state machine whose handlers
 //!   share every field; splitting it would scatter the invariants the module docs state).
 //! - `group`: the raft-rs [`ConfigNode`].
+//! - [`driver`]: the actors that drive a [`Replica`], a [`ConfigNode`] and a chain client with
+//!   real time over a small transport trait (the node runs them over the remoting layer).
 //! - [`linearizability`]: the WGL checker and the key-value model.
 //! - [`sim`]: the deterministic simulation: event loop, clients (`sim/client.rs`), fault
 //!   injector (`sim/nemesis.rs`), and the recording state machine (`sim/recording.rs`).
@@ -118,6 +122,7 @@
 //! [`place_chain`].
 
 mod config;
+pub mod driver;
 mod group;
 pub mod linearizability;
 mod machine;

@@ -229,10 +229,14 @@ impl<S: StateMachine> Replica<S> {
         if me.since > self.synced_epoch {
             // Added (again) after our last sync: our log may have diverged. Start over from
             // the predecessor's snapshot. The head of the first configuration starts empty by
-            // definition; a later head in this state cannot happen with configurations built
-            // by `without`/`with_tail`, and it would stay unsynced (safe).
+            // definition, and so does the only member of a chain that started empty (a node's
+            // chain forms by appending replicas to an empty first configuration; the group
+            // never removes a chain's last member, so a sole member added after epoch 1 was
+            // appended to an empty chain). Any other head in this state cannot happen with
+            // configurations built by `without`/`with_tail`, and it stays unsynced (safe).
             self.reset();
-            if position == Some(0) && me.since > 1 {
+            let sole = self.config.as_ref().is_some_and(|c| c.members.len() == 1);
+            if position == Some(0) && me.since > 1 && !sole {
                 return;
             }
         }

@@ -1,0 +1,178 @@
+//! The actor that drives a configuration-group [`ConfigNode`] with real time and a
+//! [`ChainTransport`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use phalanx_runtime::{Actor, Context, HandlerError, Reply, Task};
+use protobuf::Message as _;
+use raft::prelude::Message as RaftMessage;
+use serde::{Deserialize, Serialize};
+
+use super::replica_actor::{DriverSettings, start_ticker};
+use super::routes::Routes;
+use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
+use crate::chain::config::ChainConfig;
+use crate::chain::group::{ConfigNode, GroupAction};
+use crate::chain::message::{ControlMessage, MAX_MESSAGE_BYTES, Peer, decode, encode};
+
+/// The messages of a [`GroupActor`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GroupInput {
+    /// A packet from the transport.
+    Packet(Inbound),
+    /// The interval timer fired.
+    Tick,
+    /// Report the node's state.
+    Status(Reply<GroupStatus>),
+}
+
+/// A configuration-group node's state, as reported to operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupStatus {
+    /// Its raft id.
+    pub id: u64,
+    /// Whether it is the raft leader.
+    pub leader: bool,
+    /// The latest committed chain configuration.
+    pub committed: ChainConfig,
+    /// What the driver counted.
+    pub counters: DriverCounters,
+}
+
+/// Drives one [`ConfigNode`].
+#[derive(Debug)]
+pub struct GroupActor<T: ChainTransport> {
+    node: ConfigNode,
+    transport: Arc<T>,
+    settings: DriverSettings,
+    routes: Routes,
+    counters: DriverCounters,
+    /// The interval timer's task; dropping the actor cancels it.
+    ticker: Option<Task<()>>,
+}
+
+impl<T: ChainTransport> GroupActor<T> {
+    /// An actor driving `node` over `transport`; `settings.tick` is also raft's tick.
+    pub fn new(node: ConfigNode, transport: Arc<T>, settings: DriverSettings) -> Self {
+        Self {
+            node,
+            transport,
+            settings,
+            routes: Routes::default(),
+            counters: DriverCounters::default(),
+            ticker: None,
+        }
+    }
+
+    fn on_packet(&mut self, inbound: Inbound, now: Instant) {
+        self.counters.received += 1;
+        let Packet {
+            from,
+            to,
+            body,
+            routes,
+        } = inbound.packet;
+        if to != Peer::Config(self.node.id()) {
+            self.counters.misaddressed += 1;
+            return;
+        }
+        match body {
+            Body::Raft(bytes) => {
+                if !inbound.authenticated {
+                    // protobuf 2 must never see bytes an attacker could have crafted.
+                    self.counters.unauthenticated += 1;
+                    return;
+                }
+                if !matches!(from, Peer::Config(_)) || bytes.len() > MAX_MESSAGE_BYTES {
+                    self.counters.misaddressed += 1;
+                    return;
+                }
+                match RaftMessage::parse_from_bytes(&bytes) {
+                    Ok(message) if message.to == self.node.id() => {
+                        self.node.handle_raft(message, now);
+                    }
+                    Ok(_) => self.counters.misaddressed += 1,
+                    Err(_) => self.counters.malformed += 1,
+                }
+            }
+            Body::Control(bytes) => match decode::<ControlMessage>(&bytes) {
+                Ok(message) => {
+                    self.routes.learn(&routes);
+                    self.node.handle_control(from, message, now);
+                }
+                Err(_) => self.counters.malformed += 1,
+            },
+            Body::Chain(_) => self.counters.misaddressed += 1,
+        }
+    }
+
+    fn send_actions(&mut self) {
+        let me = Peer::Config(self.node.id());
+        while let Some(action) = self.node.poll_action() {
+            let packet = match action {
+                GroupAction::Raft { to, message } => {
+                    let Ok(bytes) = message.write_to_bytes() else {
+                        self.counters.unencodable += 1;
+                        continue;
+                    };
+                    Packet {
+                        from: me,
+                        to: Peer::Config(to),
+                        body: Body::Raft(bytes),
+                        routes: Vec::new(),
+                    }
+                }
+                GroupAction::Send { to, message } => {
+                    let Ok(bytes) = encode(&message) else {
+                        self.counters.unencodable += 1;
+                        continue;
+                    };
+                    let routes = match to {
+                        Peer::Client(client) => self.routes.of([client]),
+                        _ => Vec::new(),
+                    };
+                    Packet {
+                        from: me,
+                        to,
+                        body: Body::Control(bytes),
+                        routes,
+                    }
+                }
+            };
+            self.counters.sent += 1;
+            self.transport.send(packet);
+        }
+    }
+}
+
+impl<T: ChainTransport> Actor for GroupActor<T> {
+    type Message = GroupInput;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
+        self.ticker = Some(start_ticker(ctx.myself(), self.settings.tick, || {
+            GroupInput::Tick
+        }));
+        Ok(())
+    }
+
+    async fn handle(&mut self, _: &mut Context<Self>, msg: GroupInput) -> Result<(), HandlerError> {
+        let now = Instant::now();
+        match msg {
+            GroupInput::Packet(inbound) => self.on_packet(inbound, now),
+            GroupInput::Tick => self.node.handle_tick(now),
+            GroupInput::Status(reply) => {
+                let _ = reply.send(GroupStatus {
+                    id: self.node.id(),
+                    leader: self.node.is_leader(),
+                    committed: self.node.committed().clone(),
+                    counters: self.counters,
+                });
+            }
+        }
+        self.send_actions();
+        Ok(())
+    }
+}
