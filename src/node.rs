@@ -418,12 +418,16 @@ fn discovery_spec(
     let mut driver = DriverConfig::new(discovery);
     if config.multicast {
         let mut multicast = MulticastConfig::new(MULTICAST_GROUP);
+        let mut interval = phalanx_actors::discovery::DEFAULT_BEACON_INTERVAL;
         if listen.ip().is_loopback() {
-            // A node on loopback is a local test cluster: beacons stay on this machine.
+            // A node on loopback is a local test cluster: beacons stay on this machine, and
+            // come often so that the cluster forms in a second or two.
             multicast.interface_v4 = std::net::Ipv4Addr::LOCALHOST;
             multicast.ttl = 0;
+            interval = Duration::from_secs(1);
         }
         driver.beacons = BeaconTransport::Multicast(multicast);
+        driver.discovery.beacon_interval = Some(interval);
     }
     if config.mdns {
         driver.mdns = Some(MdnsConfig::new());

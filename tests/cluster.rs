@@ -28,20 +28,37 @@ fn free_addr() -> SocketAddr {
 }
 
 fn start(key: &Path, seed: Option<SocketAddr>) -> NodeProcess {
+    match seed {
+        Some(seed) => start_with(key, &["--seed", &seed.to_string()]),
+        None => start_with(key, &[]),
+    }
+}
+
+/// Starts a node on a free loopback port with extra `phalanx node` arguments.
+fn start_with(key: &Path, args: &[&str]) -> NodeProcess {
     let addr = free_addr();
     let mut command = Command::new(BIN);
     command
         .args(["node", "--listen", &addr.to_string(), "--cluster-key-file"])
-        .arg(key);
-    if let Some(seed) = seed {
-        command.args(["--seed", &seed.to_string()]);
-    }
+        .arg(key)
+        .args(args);
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("node starts");
     NodeProcess { child, addr }
+}
+
+fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
+    let key = dir.join(name);
+    let keygen = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(keygen.status.success(), "{keygen:?}");
+    key
 }
 
 fn members(node: SocketAddr, key: &Path) -> Output {
@@ -77,13 +94,7 @@ fn state_of(table: &str, addr: SocketAddr) -> Option<String> {
 #[test]
 fn a_cluster_forms_detects_a_killed_node_and_sees_a_graceful_leave() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let key = dir.path().join("cluster.key");
-    let keygen = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen");
-    assert!(keygen.status.success(), "{keygen:?}");
+    let key = keygen(dir.path(), "cluster.key");
 
     let first = start(&key, None);
     let second = start(&key, Some(first.addr));
@@ -93,6 +104,14 @@ fn a_cluster_forms_detects_a_killed_node_and_sees_a_graceful_leave() {
         all.iter()
             .all(|addr| state_of(table, *addr).as_deref() == Some("alive"))
     });
+
+    // An operator with another cluster's key is refused at the handshake, in one line.
+    let wrong = keygen(dir.path(), "other.key");
+    let output = members(first.addr, &wrong);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a wrong key was accepted");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     // SIGKILL: no goodbye; the failure detector must notice.
     third.child.kill().expect("SIGKILL");
@@ -147,4 +166,53 @@ fn operator_errors_are_one_clear_line() {
         .output()
         .expect("runs");
     assert!(String::from_utf8_lossy(&output.stderr).contains("must hold 64 hex digits"));
+}
+
+/// Multicast discovery between real node processes, with no seeds at all. The test re-runs
+/// itself in a network namespace of its own whose only interface is loopback (`unshare -n`,
+/// which CI has as root), so its beacons can never leave the machine or meet another test's;
+/// where no namespace can be made it is skipped with a message.
+#[test]
+fn multicast_discovery_forms_a_cluster_without_seeds() {
+    if std::env::var_os("PHALANX_NETNS_TEST").is_some() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = keygen(dir.path(), "cluster.key");
+        let nodes: Vec<NodeProcess> = (0..3)
+            .map(|_| start_with(&key, &["--multicast", "--probe-interval", "200"]))
+            .collect();
+        until(
+            nodes[0].addr,
+            &key,
+            "three members found by beacons",
+            |table| {
+                nodes
+                    .iter()
+                    .all(|node| state_of(table, node.addr).as_deref() == Some("alive"))
+            },
+        );
+        return;
+    }
+    let namespaces = Command::new("unshare")
+        .args(["-n", "true"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !namespaces {
+        eprintln!("skipped: no network namespace available (unshare -n failed)");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let script = "ip link set lo up && ip link set lo multicast on && exec \"$0\" multicast_discovery_forms_a_cluster_without_seeds \
+                  --exact --nocapture";
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", script])
+        .arg(&exe)
+        .env("PHALANX_NETNS_TEST", "1")
+        .output()
+        .expect("run the test in a network namespace");
+    assert!(
+        out.status.success(),
+        "multicast test in a network namespace failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
