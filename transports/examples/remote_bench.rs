@@ -2,8 +2,10 @@
 //! same run. Run with `cargo run --release -p phalanx-transports --example remote_bench`; run
 //! it under `taskset -c 0` for the pinned figures (every thread on one core).
 //!
-//! The tell payloads are 64 bytes and 1 KiB on the wire (byte arrays, which postcard writes as
-//! they are), like the raw stream's messages of the same sizes; the raw stream writes 64 KiB
+//! The tell payloads are 64 bytes and 1 KiB byte strings (one length byte or two on the wire,
+//! then the bytes, copied in one go), like the raw stream's messages of the same sizes; a
+//! third run sends the 64 bytes as two `[u8; 32]` arrays, which serde visits byte by byte, to
+//! show that cost apart; the raw stream writes 64 KiB
 //! chunks, so its message rate is its byte rate divided by the payload size. `BENCH_ONLY=encrypted|plaintext|raw` runs one
 //! part (for profiling).
 
@@ -24,8 +26,12 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 enum Msg {
-    Data([u8; 32], [u8; 32]),
-    Big(Box<[[u8; 32]; 32]>),
+    /// 64 bytes as a byte string: what a payload of bytes looks like to serde.
+    Data(Payload<64>),
+    /// 1 KiB as a byte string.
+    Big(Box<Payload<1024>>),
+    /// 64 bytes as two arrays, which serde visits byte by byte.
+    Arrays([u8; 32], [u8; 32]),
     Ping(Reply<()>),
     Count(Reply<u64>),
 }
@@ -40,7 +46,7 @@ impl Actor for Sink {
     type Message = Msg;
     async fn handle(&mut self, _: &mut Context<Self>, msg: Msg) -> Result<(), HandlerError> {
         match msg {
-            Msg::Data(..) | Msg::Big(_) => self.0 += 1,
+            Msg::Data(_) | Msg::Big(_) | Msg::Arrays(..) => self.0 += 1,
             Msg::Ping(reply) => {
                 let _ = reply.send(());
             }
@@ -52,12 +58,42 @@ impl Actor for Sink {
     }
 }
 
+/// `N` bytes that serde sees as one byte string (as `serde_bytes` would make them), so that
+/// postcard copies them in one go instead of visiting each byte.
+struct Payload<const N: usize>([u8; N]);
+
+impl<const N: usize> Serialize for Payload<N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for Payload<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for Visit<N> {
+            type Value = Payload<N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{N} bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Payload<N>, E> {
+                bytes
+                    .try_into()
+                    .map(Payload)
+                    .map_err(|_| E::invalid_length(bytes.len(), &self))
+            }
+        }
+        deserializer.deserialize_bytes(Visit)
+    }
+}
+
 /// One row of the table.
 struct Row {
     p50: f64,
     p99: f64,
     small: f64,
     big: f64,
+    arrays: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -71,6 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p99,
             small: bytes / 64.0,
             big: bytes / 1024.0,
+            arrays: bytes / 64.0,
         }
     } else {
         Row {
@@ -78,11 +115,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p99: f64::NAN,
             small: f64::NAN,
             big: f64::NAN,
+            arrays: f64::NAN,
         }
     };
     println!(
-        "{:<20} {:>9} {:>9} {:>12} {:>8} {:>11} {:>8}   vs raw: RTT p50, 64 B, 1 KiB",
-        "", "ask p50", "ask p99", "tell 64 B/s", "MB/s", "1 KiB/s", "MB/s"
+        "{:<20} {:>9} {:>9} {:>12} {:>8} {:>11} {:>8} {:>12}   vs raw: RTT p50, 64 B, 1 KiB, arrays",
+        "", "ask p50", "ask p99", "tell 64 B/s", "MB/s", "1 KiB/s", "MB/s", "arrays/s"
     );
     print_row("raw TCP", &raw, &raw);
     for (label, security) in [
@@ -103,16 +141,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn print_row(label: &str, row: &Row, raw: &Row) {
     println!(
-        "{label:<20} {:>7.1}us {:>7.1}us {:>12.0} {:>8.1} {:>11.0} {:>8.1}   {:.2}x, {:.0}%, {:.0}%",
+        "{label:<20} {:>7.1}us {:>7.1}us {:>12.0} {:>8.1} {:>11.0} {:>8.1} {:>12.0}   {:.2}x, {:.0}%, {:.0}%, {:.0}%",
         row.p50,
         row.p99,
         row.small,
         row.small * 64.0 / 1e6,
         row.big,
         row.big * 1024.0 / 1e6,
+        row.arrays,
         row.p50 / raw.p50,
         100.0 * row.small / raw.small,
         100.0 * row.big / raw.big,
+        100.0 * row.arrays / raw.arrays,
     );
 }
 
@@ -123,21 +163,24 @@ async fn remote(security: EndpointSecurity) -> Result<Row, Box<dyn std::error::E
     b.register("sink", &spawn_actor(Sink(0)))?;
     let node = a.connect(b.local_addr(), WAIT).await?;
     let sink = a.lookup::<Msg>(node, "sink", WAIT).await?;
-    let mut rtts = Vec::with_capacity(ASKS);
-    for _ in 0..ASKS {
+    let asks = env_or("BENCH_ASKS", ASKS as u64) as usize;
+    let mut rtts = Vec::with_capacity(asks);
+    for _ in 0..asks {
         let start = Instant::now();
         sink.ask(Msg::Ping, WAIT).await?;
         rtts.push(start.elapsed());
     }
     rtts.sort();
-    let tells = tells();
-    let small = rate(&sink, tells, || Msg::Data([7; 32], [9; 32])).await?;
-    let big = rate(&sink, tells / 8, || Msg::Big(Box::new([[3; 32]; 32]))).await?;
+    let tells = env_or("BENCH_TELLS", TELLS);
+    let small = rate(&sink, tells, || Msg::Data(Payload([7; 64]))).await?;
+    let big = rate(&sink, tells / 8, || Msg::Big(Box::new(Payload([3; 1024])))).await?;
+    let arrays = rate(&sink, tells, || Msg::Arrays([7; 32], [9; 32])).await?;
     Ok(Row {
-        p50: micros(rtts[ASKS / 2]),
-        p99: micros(rtts[ASKS * 99 / 100]),
+        p50: micros(rtts[asks / 2]),
+        p99: micros(rtts[asks * 99 / 100]),
         small,
         big,
+        arrays,
     })
 }
 
@@ -166,12 +209,12 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// Messages per throughput run: `BENCH_TELLS`, default [`TELLS`].
-fn tells() -> u64 {
-    std::env::var("BENCH_TELLS")
+/// A count from the environment (`BENCH_TELLS`, `BENCH_ASKS`), else `default`.
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(TELLS)
+        .unwrap_or(default)
 }
 
 fn raw_ping_pong() -> (f64, f64) {

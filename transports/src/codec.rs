@@ -279,9 +279,13 @@ impl Codec {
         self.replay.forget(sender);
     }
 
-    /// Opens a stream envelope (without its length prefix); the stream decoder checks order.
-    pub(crate) fn open_stream_envelope(&mut self, bytes: &[u8]) -> Result<Frame, DecodeError> {
-        envelope::open(
+    /// Opens a stream envelope where it lies (decrypting in place); returns the header and
+    /// where the payload is in `bytes`.
+    pub(crate) fn open_stream_envelope_in_place(
+        &mut self,
+        bytes: &mut [u8],
+    ) -> Result<(FrameHeader, std::ops::Range<usize>), DecodeError> {
+        envelope::open_in_place(
             bytes,
             &self.security,
             self.config.cluster,

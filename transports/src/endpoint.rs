@@ -50,6 +50,9 @@ use key_follower::KeyFollower;
 pub(crate) use outbox::{Mode, Outbox, TooLarge};
 use writer::Writer;
 
+/// Bytes asked of the socket per read on an inbound connection.
+const READ_SIZE: usize = 64 * 1024;
+
 /// Default payload bytes per batch (one sealed frame).
 pub const DEFAULT_BATCH_BYTES: usize = 64 * 1024;
 
@@ -777,31 +780,31 @@ async fn read_loop(
     decoder: &mut StreamDecoder,
     node: NodeId,
 ) -> Result<(), LinkError> {
-    let mut buf = vec![0; 64 * 1024];
     loop {
         loop {
             keys.refresh(codec, decoder.last_key());
-            let Some(frame) = decoder.next_frame(codec)? else {
+            // The payload is opened where it was read and lent to the handler: no copy and no
+            // allocation per frame.
+            let Some((header, payload)) = decoder.next_payload(codec)? else {
                 break;
             };
-            if keepalive::is_heartbeat(frame.header.kind) {
+            if keepalive::is_heartbeat(header.kind) {
                 continue;
             }
             match shared.handler.upgrade() {
                 Some(handler) => {
-                    handler
-                        .frame(node, frame.header.kind, &frame.payload)
-                        .finish()
-                        .await;
+                    handler.frame(node, header.kind, payload).finish().await;
                 }
                 None => return Err(LinkError::Closed),
             }
         }
-        let n = liveness.read(stream.read(&mut buf)).await?;
+        let n = liveness
+            .read(stream.read(decoder.read_space(READ_SIZE)))
+            .await?;
         if n == 0 {
             return Err(LinkError::Closed);
         }
-        decoder.push(&buf[..n]);
+        decoder.filled(n);
     }
 }
 

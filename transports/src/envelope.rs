@@ -36,6 +36,8 @@
 //! Mode 0 (plaintext) has no key id, nonce or tag: anyone on the network can read and forge
 //! such frames. It exists for local development only.
 
+use std::ops::Range;
+
 use chacha20poly1305::XNonce;
 use chacha20poly1305::aead::AeadInPlace;
 use serde::{Deserialize, Serialize};
@@ -144,6 +146,33 @@ pub(crate) fn open(
     cluster: ClusterId,
     max: usize,
 ) -> Result<Frame, DecodeError> {
+    // Checked before the copy too, so that an oversized input is never copied.
+    if bytes.len() > max {
+        return Err(DecodeError::Oversized {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let mut body = bytes.to_vec();
+    let (header, payload) = open_in_place(&mut body, security, cluster, max)?;
+    // Reuse the allocation for the payload.
+    body.truncate(payload.end);
+    body.drain(..payload.start);
+    Ok(Frame {
+        header,
+        payload: body,
+    })
+}
+
+/// Opens one envelope inside `bytes` (decrypting in place): the same checks as [`open`], and
+/// returns the frame header and where the payload lies in `bytes`. Whatever the outcome,
+/// `bytes` may have changed, so it must not be opened again.
+pub(crate) fn open_in_place(
+    bytes: &mut [u8],
+    security: &Security,
+    cluster: ClusterId,
+    max: usize,
+) -> Result<(FrameHeader, Range<usize>), DecodeError> {
     let len = bytes.len();
     if len > max {
         return Err(DecodeError::Oversized { len, max });
@@ -151,7 +180,7 @@ pub(crate) fn open(
     if bytes[..len.min(MAGIC.len())] != MAGIC[..len.min(MAGIC.len())] {
         return Err(DecodeError::Garbled { what: "magic" });
     }
-    let Some((prefix, rest)) = bytes.split_first_chunk::<PREFIX_LEN>() else {
+    let Some(prefix) = bytes.first_chunk::<PREFIX_LEN>() else {
         return Err(DecodeError::Truncated {
             len,
             needed: PREFIX_LEN,
@@ -169,7 +198,7 @@ pub(crate) fn open(
         });
     }
     let body = match (mode, security) {
-        (MODE_PLAINTEXT, Security::Plaintext) => rest.to_vec(),
+        (MODE_PLAINTEXT, Security::Plaintext) => PREFIX_LEN..len,
         (MODE_XCHACHA20_POLY1305, Security::Keyring(ring)) => decrypt(bytes, ring)?,
         (MODE_PLAINTEXT | MODE_XCHACHA20_POLY1305, _) => return Err(DecodeError::Unauthenticated),
         _ => {
@@ -178,7 +207,8 @@ pub(crate) fn open(
             });
         }
     };
-    parse_body(body, cluster)
+    let (header, payload) = parse_body(&bytes[body.clone()], cluster)?;
+    Ok((header, body.start + payload.start..body.start + payload.end))
 }
 
 /// The key id an envelope names, if it is sealed. Trustworthy once the envelope has opened:
@@ -191,14 +221,16 @@ pub(crate) fn key_id(bytes: &[u8]) -> Option<KeyId> {
     Some(KeyId(u32::from_le_bytes([id[0], id[1], id[2], id[3]])))
 }
 
-fn decrypt(bytes: &[u8], ring: &crate::Keyring) -> Result<Vec<u8>, DecodeError> {
+/// Authenticates and decrypts the body of a sealed envelope in place; returns where the
+/// plaintext body lies.
+fn decrypt(bytes: &mut [u8], ring: &crate::Keyring) -> Result<Range<usize>, DecodeError> {
     let len = bytes.len();
     let needed = SEALED_HEADER_LEN + TAG_LEN;
     if len < needed {
         return Err(DecodeError::Truncated { len, needed });
     }
-    let (associated, sealed) = bytes.split_at(SEALED_HEADER_LEN);
-    let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+    let (associated, sealed) = bytes.split_at_mut(SEALED_HEADER_LEN);
+    let (ciphertext, tag) = sealed.split_at_mut(sealed.len() - TAG_LEN);
     let key_id = KeyId(u32::from_le_bytes([
         associated[PREFIX_LEN],
         associated[PREFIX_LEN + 1],
@@ -207,25 +239,34 @@ fn decrypt(bytes: &[u8], ring: &crate::Keyring) -> Result<Vec<u8>, DecodeError> 
     ]));
     let nonce = XNonce::from_slice(&associated[PREFIX_LEN + 4..]);
     let tag = chacha20poly1305::Tag::from_slice(tag);
-    let mut body = Vec::with_capacity(ciphertext.len());
-    for key in ring.candidates(key_id) {
-        // Start from the ciphertext for every key: a failed attempt must not leave a partly
-        // decrypted buffer behind, whatever the cipher implementation does on failure.
-        body.clear();
-        body.extend_from_slice(ciphertext);
+    let mut candidates = ring.candidates(key_id).peekable();
+    // With one key (no rotation under way) the ciphertext is opened where it lies. With more,
+    // a copy is kept so that every key starts from the ciphertext: a failed attempt must not
+    // leave a partly decrypted buffer behind, whatever the cipher implementation does on
+    // failure.
+    let mut original: Option<Vec<u8>> = None;
+    while let Some(key) = candidates.next() {
+        if candidates.peek().is_some() || original.is_some() {
+            match &original {
+                Some(copy) => ciphertext.copy_from_slice(copy),
+                None => original = Some(ciphertext.to_vec()),
+            }
+        }
         if key
             .cipher
-            .decrypt_in_place_detached(nonce, associated, &mut body, tag)
+            .decrypt_in_place_detached(nonce, associated, ciphertext, tag)
             .is_ok()
         {
-            return Ok(body);
+            return Ok(SEALED_HEADER_LEN..len - TAG_LEN);
         }
     }
     Err(DecodeError::Unauthenticated)
 }
 
-fn parse_body(mut body: Vec<u8>, cluster: ClusterId) -> Result<Frame, DecodeError> {
-    let (wire, payload_len) = match postcard::take_from_bytes::<WireHeader>(&body) {
+/// Parses the frame header at the start of `body`; returns it and where the payload lies in
+/// `body`.
+fn parse_body(body: &[u8], cluster: ClusterId) -> Result<(FrameHeader, Range<usize>), DecodeError> {
+    let (wire, payload_len) = match postcard::take_from_bytes::<WireHeader>(body) {
         Ok((wire, payload)) => (wire, payload.len()),
         Err(postcard::Error::DeserializeUnexpectedEnd) => {
             return Err(DecodeError::Truncated {
@@ -240,18 +281,14 @@ fn parse_body(mut body: Vec<u8>, cluster: ClusterId) -> Result<Frame, DecodeErro
         }
     };
     let kind = FrameKind::from_code(wire.kind).ok_or(DecodeError::UnknownKind(wire.kind))?;
-    // Reuse the body's allocation for the payload.
-    body.drain(..body.len() - payload_len);
-    Ok(Frame {
-        header: FrameHeader {
-            cluster,
-            sender: NodeId::from_bytes(wire.sender),
-            incarnation: Incarnation(wire.incarnation),
-            sequence: wire.sequence,
-            kind,
-        },
-        payload: body,
-    })
+    let header = FrameHeader {
+        cluster,
+        sender: NodeId::from_bytes(wire.sender),
+        incarnation: Incarnation(wire.incarnation),
+        sequence: wire.sequence,
+        kind,
+    };
+    Ok((header, body.len() - payload_len..body.len()))
 }
 
 const MODE_PLAINTEXT: u8 = 0;

@@ -11,10 +11,12 @@
 //! connection from being replayed as a whole into a new connection; that needs a handshake with
 //! fresh challenges, which is the job of the connection layer above.
 
+use std::ops::Range;
+
 use crate::codec::Codec;
 use crate::envelope;
 use crate::error::DecodeError;
-use crate::frame::{Frame, Incarnation, NodeId};
+use crate::frame::{Frame, FrameHeader, Incarnation, NodeId};
 use crate::keyring::KeyId;
 
 const LENGTH_PREFIX: usize = 4;
@@ -47,10 +49,14 @@ const LENGTH_PREFIX: usize = 4;
 /// ```
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
-    /// Bytes pushed but not yet consumed start at `start`; consumed bytes before it are dropped
-    /// lazily so that consuming a frame does not shift the buffer every time.
+    /// Bytes pushed but not yet consumed lie in `start..end`; consumed bytes before `start` are
+    /// dropped lazily (by moving what follows them to the front) so that consuming a frame does
+    /// not shift the buffer every time. Bytes after `end` are room for the next read
+    /// ([`read_space`](Self::read_space)): kept initialized so that a read goes straight into
+    /// them, and never zeroed again.
     buffer: Vec<u8>,
     start: usize,
+    end: usize,
     /// The peer fixed by the first accepted frame, and the last sequence number accepted.
     peer: Option<(NodeId, Incarnation, u64)>,
     /// The key that sealed the last accepted frame (the key the peer seals with now).
@@ -70,11 +76,34 @@ impl StreamDecoder {
         if self.poisoned {
             return;
         }
-        if self.start > 0 && self.start >= self.buffer.len() / 2 {
-            self.buffer.drain(..self.start);
+        let room = self.read_space(bytes.len());
+        room[..bytes.len()].copy_from_slice(bytes);
+        self.filled(bytes.len());
+    }
+
+    /// Room for at least `at_least` more bytes after those pushed, to read the stream into
+    /// directly; then call [`filled`](Self::filled) with the number of bytes read. Makes room
+    /// by first dropping consumed bytes, then growing (by no more than `at_least`: what is
+    /// buffered is at most one partial frame, whose length was checked against the maximum).
+    pub(crate) fn read_space(&mut self, at_least: usize) -> &mut [u8] {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.buffer.len() - self.end < at_least && self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() - self.end < at_least {
+            self.buffer.resize(self.end + at_least, 0);
+        }
+        &mut self.buffer[self.end..]
+    }
+
+    /// Marks `n` bytes of [`read_space`](Self::read_space) as pushed.
+    pub(crate) fn filled(&mut self, n: usize) {
+        if !self.poisoned {
+            self.end = (self.end + n).min(self.buffer.len());
+        }
     }
 
     /// Decodes the next whole frame, if one has been pushed.
@@ -87,16 +116,29 @@ impl StreamDecoder {
     /// error is counted in the codec's [`DropCounters`](crate::DropCounters) once, and the
     /// decoder is poisoned.
     pub fn next_frame(&mut self, codec: &mut Codec) -> Result<Option<Frame>, DecodeError> {
+        Ok(self.next_payload(codec)?.map(|(header, payload)| Frame {
+            header,
+            payload: payload.to_vec(),
+        }))
+    }
+
+    /// Like [`next_frame`](Self::next_frame), but opens the frame where it lies in the buffer
+    /// and lends its payload, so that nothing is copied or allocated per frame.
+    pub(crate) fn next_payload(
+        &mut self,
+        codec: &mut Codec,
+    ) -> Result<Option<(FrameHeader, &[u8])>, DecodeError> {
         if self.poisoned {
             return Err(DecodeError::Poisoned);
         }
         match self.decode(codec) {
-            Ok(frame) => Ok(frame),
+            Ok(Some((header, payload))) => Ok(Some((header, &self.buffer[payload]))),
+            Ok(None) => Ok(None),
             Err(error) => {
                 let len = self.buffered();
                 self.poisoned = true;
                 self.buffer = Vec::new();
-                self.start = 0;
+                (self.start, self.end) = (0, 0);
                 codec.counters_mut().record(&error, "stream", len);
                 Err(error)
             }
@@ -110,12 +152,15 @@ impl StreamDecoder {
 
     /// Bytes pushed and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
-    fn decode(&mut self, codec: &mut Codec) -> Result<Option<Frame>, DecodeError> {
-        let pending = &self.buffer[self.start..];
-        let Some((prefix, rest)) = pending.split_first_chunk::<LENGTH_PREFIX>() else {
+    fn decode(
+        &mut self,
+        codec: &mut Codec,
+    ) -> Result<Option<(FrameHeader, Range<usize>)>, DecodeError> {
+        let pending = &mut self.buffer[self.start..self.end];
+        let Some((prefix, rest)) = pending.split_first_chunk_mut::<LENGTH_PREFIX>() else {
             return Ok(None);
         };
         // A u32 always fits in usize on the 32- and 64-bit targets we build for; saturate
@@ -125,17 +170,13 @@ impl StreamDecoder {
         if len > max {
             return Err(DecodeError::Oversized { len, max });
         }
-        let Some(envelope) = rest.get(..len) else {
+        let Some(envelope) = rest.get_mut(..len) else {
             return Ok(None);
         };
-        let frame = codec.open_stream_envelope(envelope)?;
         let key = envelope::key_id(envelope);
+        let (header, payload) = codec.open_stream_envelope_in_place(envelope)?;
+        let offset = self.start + LENGTH_PREFIX;
         self.start += LENGTH_PREFIX + len;
-        if self.start == self.buffer.len() {
-            self.buffer.clear();
-            self.start = 0;
-        }
-        let header = frame.header;
         match self.peer {
             Some((sender, incarnation, _))
                 if (sender, incarnation) != (header.sender, header.incarnation) =>
@@ -152,7 +193,7 @@ impl StreamDecoder {
             _ => {
                 self.peer = Some((header.sender, header.incarnation, header.sequence));
                 self.last_key = key;
-                Ok(Some(frame))
+                Ok(Some((header, offset + payload.start..offset + payload.end)))
             }
         }
     }
