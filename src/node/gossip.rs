@@ -225,6 +225,13 @@ impl GossipActor {
                     _ => "dead",
                 };
                 self.mark(member.node, state);
+                // Failure detection feeds the actor layer: references to the member's actors
+                // end with NodeDown, whether or not a connection to it is still open.
+                for peer in self.services.remoting.peers() {
+                    if member_node(peer) == member.node {
+                        self.services.remoting.declare_down(peer);
+                    }
+                }
                 if let Some(node) = self.origins.get(&member.node)
                     && let Ok(mut registry) = self.services.registry.lock()
                 {

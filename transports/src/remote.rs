@@ -390,6 +390,27 @@ impl Remoting {
         Ok(self.inner.remote_ref(node, sender, target, None))
     }
 
+    /// Declares `node` down, as membership's failure detector does: every reference to an
+    /// actor there ends with [`ExitReason::NodeDown`] (monitors and links fire), and every
+    /// ask awaiting an answer from it fails, exactly as when its connection is lost. A later
+    /// lookup makes new references; a node that really is alive answers them.
+    pub fn declare_down(&self, node: NodeId) {
+        self.inner.node_down(node);
+    }
+
+    /// The nodes this node holds actor references to or awaits answers from: the nodes a
+    /// [`declare_down`](Self::declare_down) can concern.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> = lock(&self.inner.proxies)
+            .values()
+            .map(|entry| entry.node)
+            .chain(lock(&self.inner.awaiting).values().map(|(node, _)| *node))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
     /// Closes every connection and ends every proxy with `NodeDown`. Idempotent.
     pub fn shutdown(&self) {
         self.inner.endpoint.close();

@@ -251,6 +251,31 @@ fn losing_the_node_fires_node_down_and_ends_asks() {
 }
 
 #[test]
+fn a_node_declared_down_by_membership_fires_node_down() {
+    run(async {
+        let security = encrypted();
+        let a = node(1, "127.0.0.1:0", &security).await;
+        let b = node(2, "127.0.0.1:0", &security).await;
+        let (local, remote) = counter_on(&b, &a, "counter").await;
+        let downs = watch(remote.addr(), WAIT).await;
+        assert_eq!(a.peers(), vec![b.node()]);
+        // The connection is fine; the failure detector says otherwise, and it wins.
+        a.declare_down(b.node());
+        let down = next_down(&downs).await;
+        assert_eq!(down.reason, ExitReason::NodeDown);
+        assert!(!remote.is_alive());
+        assert!(a.peers().is_empty());
+        // The actor itself is untouched, and a new lookup reaches it.
+        assert!(local.is_alive());
+        let again = a
+            .lookup::<Count>(b.node(), "counter", WAIT)
+            .await
+            .expect("lookup after NodeDown");
+        assert!(again.ask(Count::Get, WAIT).await.is_ok());
+    });
+}
+
+#[test]
 fn spawning_on_a_remote_node_from_a_factory() {
     run(async {
         let security = encrypted();
