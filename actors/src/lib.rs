@@ -8,6 +8,7 @@
 // simulation and a linearizability checker (docs inside, as for discovery).
 mod bounded;
 pub mod chain;
+pub mod checkpoint;
 // Finding other nodes: seeds, DNS, LAN beacons and mDNS (docs inside: an outer doc comment
 // here would make rustdoc resolve the module's intra-doc links in the crate root).
 pub mod discovery;
