@@ -21,6 +21,11 @@ pub const DEFAULT_MAX_STREAM_FRAME: usize = 1 << 20;
 /// Default number of senders whose replay windows are kept.
 pub const DEFAULT_REPLAY_SENDERS: usize = 4_096;
 
+/// Bytes to leave free in front of a payload that
+/// [`Codec::seal_stream_frame_in_place`] seals: the length prefix and the largest envelope and
+/// frame headers.
+pub(crate) const STREAM_HEADROOM: usize = 4 + envelope::MAX_HEADER_LEN;
+
 /// How frames are protected on the wire.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -234,6 +239,30 @@ impl Codec {
         };
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
         Ok(())
+    }
+
+    /// Seals the stream frame whose payload is `buf[STREAM_HEADROOM..]` where it lies (see
+    /// [`STREAM_HEADROOM`]); returns where the frame, length prefix included, starts in
+    /// `buf`. Order rules as for [`seal_stream_frame`](Self::seal_stream_frame); on error the
+    /// frame must not be written.
+    pub(crate) fn seal_stream_frame_in_place(
+        &mut self,
+        kind: FrameKind,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, EncodeError> {
+        self.stream_sequence += 1;
+        let header = self.header(kind, self.stream_sequence);
+        let max = self.config.stream_frame_limit();
+        let envelope = envelope::seal_in_place(buf, STREAM_HEADROOM, &self.security, &header, max)?;
+        let envelope_len = buf.len() - envelope;
+        let (Some(start), Ok(len)) = (envelope.checked_sub(4), u32::try_from(envelope_len)) else {
+            return Err(EncodeError::TooLarge {
+                len: envelope_len,
+                max,
+            });
+        };
+        buf[start..envelope].copy_from_slice(&len.to_be_bytes());
+        Ok(start)
     }
 
     /// The largest payload whose stream frame stays within

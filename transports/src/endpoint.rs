@@ -569,6 +569,7 @@ impl Shared {
                 self.config.batch_bytes,
                 max_payload,
                 self.config.outbox_limit,
+                crate::codec::STREAM_HEADROOM,
             ),
             waiters: Mutex::new(Vec::new()),
             connected: Mutex::new(None),

@@ -53,7 +53,11 @@ use crate::keyring::{self, KeyId};
 pub(crate) const MAGIC: [u8; 4] = *b"PHLX";
 
 /// Bytes of envelope and frame header that a sealed frame may add to its payload, at most.
-pub(crate) const MAX_OVERHEAD: usize = SEALED_HEADER_LEN + TAG_LEN + MAX_FRAME_HEADER_LEN;
+pub(crate) const MAX_OVERHEAD: usize = MAX_HEADER_LEN + TAG_LEN;
+
+/// Bytes of envelope and frame header before the payload, at most: the room
+/// [`seal_in_place`] needs in front of a payload.
+pub(crate) const MAX_HEADER_LEN: usize = SEALED_HEADER_LEN + MAX_FRAME_HEADER_LEN;
 
 /// The frame header as postcard encodes it. Kept apart from [`FrameHeader`] so that the kind
 /// travels as a raw code and an unknown code becomes [`DecodeError::UnknownKind`].
@@ -136,6 +140,60 @@ fn seal_unchecked(
         }
     }
     Ok(())
+}
+
+/// Seals the payload `buf[headroom..]` where it lies: writes the envelope and frame headers
+/// into the end of the headroom, encrypts in place and appends the tag, so that a batch
+/// written straight into its buffer is sealed without being copied. Returns where the envelope
+/// starts in `buf`. `headroom` must be at least [`MAX_HEADER_LEN`]. On error the connection
+/// must not use `buf`.
+pub(crate) fn seal_in_place(
+    buf: &mut Vec<u8>,
+    headroom: usize,
+    security: &Security,
+    header: &FrameHeader,
+    max: usize,
+) -> Result<usize, EncodeError> {
+    let wire = WireHeader {
+        sender: header.sender.to_bytes(),
+        incarnation: header.incarnation.0,
+        sequence: header.sequence,
+        kind: header.kind.code(),
+    };
+    let mut header_buf = [0u8; MAX_FRAME_HEADER_LEN];
+    // Cannot fail: the buffer fits the largest possible encoding (see MAX_FRAME_HEADER_LEN).
+    let frame_header =
+        postcard::to_slice(&wire, &mut header_buf).map_err(|_| EncodeError::Encrypt)?;
+    let (mode, envelope_header_len, tag_len) = match security {
+        Security::Plaintext => (MODE_PLAINTEXT, PREFIX_LEN, 0),
+        Security::Keyring(_) => (MODE_XCHACHA20_POLY1305, SEALED_HEADER_LEN, TAG_LEN),
+    };
+    let headers = envelope_header_len + frame_header.len();
+    let len = headers + buf.len().saturating_sub(headroom) + tag_len;
+    let start = headroom.checked_sub(headers);
+    let (Some(start), true) = (start, len <= max && buf.len() >= headroom) else {
+        return Err(EncodeError::TooLarge { len, max });
+    };
+    let envelope = &mut buf[start..];
+    envelope[..4].copy_from_slice(&MAGIC);
+    envelope[4] = PROTOCOL_VERSION;
+    envelope[5] = mode;
+    envelope[6..PREFIX_LEN].copy_from_slice(&header.cluster.0.to_le_bytes());
+    envelope[envelope_header_len..headers].copy_from_slice(frame_header);
+    if let Security::Keyring(ring) = security {
+        let key = ring.primary_key();
+        let mut nonce = XNonce::default();
+        keyring::fill_random(&mut nonce)?;
+        envelope[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&key.id.0.to_le_bytes());
+        envelope[PREFIX_LEN + 4..SEALED_HEADER_LEN].copy_from_slice(&nonce);
+        let (associated, body) = envelope.split_at_mut(SEALED_HEADER_LEN);
+        let tag = key
+            .cipher
+            .encrypt_in_place_detached(&nonce, associated, body)
+            .map_err(|_| EncodeError::Encrypt)?;
+        buf.extend_from_slice(&tag);
+    }
+    Ok(start)
 }
 
 /// Opens one envelope: checks size, magic, version, cluster and authenticity, parses the frame

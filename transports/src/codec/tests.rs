@@ -345,8 +345,62 @@ fn arb_kind() -> impl Strategy<Value = FrameKind> {
     proptest::sample::select(FrameKind::ALL.to_vec())
 }
 
+/// Seals `payload` in place after the headroom and returns the frame's bytes.
+fn seal_in_place(codec: &mut Codec, kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0xEE; STREAM_HEADROOM];
+    buf.extend_from_slice(payload);
+    let start = codec.seal_stream_frame_in_place(kind, &mut buf).unwrap();
+    buf.split_off(start)
+}
+
+#[test]
+fn frames_sealed_in_place_open_like_copied_ones() {
+    for (mut a, mut b) in [(sealed(1, 1), sealed(2, 1)), (plain(1), plain(2))] {
+        let mut decoder = crate::StreamDecoder::new();
+        for (i, payload) in [&b""[..], b"x", &[7; 5_000]].into_iter().enumerate() {
+            let copied = a
+                .seal_stream_frame(FrameKind::ActorMessage, payload)
+                .unwrap();
+            let in_place = seal_in_place(&mut a, FrameKind::ActorMessage, payload);
+            assert_eq!(copied.len(), in_place.len(), "payload {i}");
+            decoder.push(&copied);
+            decoder.push(&in_place);
+            for _ in 0..2 {
+                let frame = decoder.next_frame(&mut b).unwrap().unwrap();
+                assert_eq!(frame.payload, payload);
+            }
+        }
+        // Too large for a frame: refused, as when copied.
+        let mut config = config(1);
+        config.max_stream_frame = 200;
+        let mut small = Codec::new(config, Security::Plaintext);
+        let mut buf = vec![0; STREAM_HEADROOM + 300];
+        assert!(matches!(
+            small.seal_stream_frame_in_place(FrameKind::ActorMessage, &mut buf),
+            Err(EncodeError::TooLarge { .. })
+        ));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn in_place_sealing_round_trips(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..8),
+        encrypted in any::<bool>(),
+    ) {
+        let (mut a, mut b) = if encrypted { (sealed(1, 1), sealed(2, 1)) } else { (plain(1), plain(2)) };
+        let mut decoder = crate::StreamDecoder::new();
+        for payload in &payloads {
+            decoder.push(&seal_in_place(&mut a, FrameKind::ActorMessage, payload));
+        }
+        for payload in &payloads {
+            let frame = decoder.next_frame(&mut b).unwrap().unwrap();
+            prop_assert_eq!(&frame.payload, payload);
+        }
+        prop_assert_eq!(decoder.next_frame(&mut b).unwrap(), None);
+    }
 
     #[test]
     fn arbitrary_frames_round_trip(

@@ -29,6 +29,10 @@ pub(crate) struct Outbox {
     /// The largest batch a frame carries.
     max_payload: usize,
     limit: usize,
+    /// Bytes left free at the start of every batch, where the writer seals the frame's
+    /// headers in place (see `Codec::seal_stream_frame_in_place`): records are serialized
+    /// straight into what becomes the frame, and never copied.
+    headroom: usize,
 }
 
 /// A record larger than a frame can carry; it was not queued.
@@ -58,7 +62,12 @@ struct State {
 }
 
 impl Outbox {
-    pub(crate) fn new(batch_bytes: usize, max_payload: usize, limit: usize) -> Outbox {
+    pub(crate) fn new(
+        batch_bytes: usize,
+        max_payload: usize,
+        limit: usize,
+        headroom: usize,
+    ) -> Outbox {
         Outbox {
             state: Mutex::new(State {
                 mode: Mode::Queue,
@@ -74,6 +83,7 @@ impl Outbox {
             batch_bytes: batch_bytes.clamp(1, max_payload.max(1)),
             max_payload,
             limit: limit.max(batch_bytes),
+            headroom,
         }
     }
 
@@ -110,13 +120,19 @@ impl Outbox {
         if only_if_room && state.queued >= self.limit {
             return Ok(None);
         }
-        let open = matches!(state.batches.back(), Some(last) if last.len() < self.batch_bytes);
+        let headroom = self.headroom;
+        let open =
+            matches!(state.batches.back(), Some(last) if last.len() < headroom + self.batch_bytes);
         if !open {
-            let fresh = state.spare.pop().unwrap_or_default();
+            let mut fresh = state.spare.pop().unwrap_or_default();
+            fresh.resize(headroom, 0);
             state.batches.push_back(fresh);
         }
         let State {
-            batches, queued, ..
+            batches,
+            queued,
+            spare,
+            ..
         } = &mut *state;
         // Invariant: a batch was pushed just above if none was open.
         let Some(batch) = batches.back_mut() else {
@@ -132,10 +148,13 @@ impl Outbox {
                 max: self.max_payload,
             }));
         }
-        if batch.len() > self.max_payload {
+        if batch.len() - headroom > self.max_payload {
             // The record fits a frame, but not after what the open batch already holds.
-            let record = batch.split_off(before);
-            batches.push_back(record);
+            let mut next = spare.pop().unwrap_or_default();
+            next.resize(headroom, 0);
+            next.extend_from_slice(&batch[before..]);
+            batch.truncate(before);
+            batches.push_back(next);
         }
         *queued += len;
         let waker = state.writer.take();
@@ -220,7 +239,8 @@ impl Outbox {
         if state.queued == 0 {
             return Some(heartbeat);
         }
-        out.extend(state.batches.drain(..).filter(|b| !b.is_empty()));
+        let headroom = self.headroom;
+        out.extend(state.batches.drain(..).filter(|b| b.len() > headroom));
         state.queued = 0;
         let blocked = mem::take(&mut state.blocked);
         drop(state);
@@ -332,7 +352,7 @@ mod tests {
 
     #[test]
     fn batches_are_cut_at_the_batch_size_and_taken_together() {
-        let outbox = Outbox::new(4, 6, 100);
+        let outbox = Outbox::new(4, 6, 100, 0);
         for byte in 0..10u8 {
             assert_eq!(push(&outbox, &[byte, byte]), Mode::Queue);
         }
@@ -350,8 +370,29 @@ mod tests {
     }
 
     #[test]
+    fn every_batch_starts_with_the_headroom() {
+        let outbox = Outbox::new(4, 6, 100, 3);
+        for byte in 0..3u8 {
+            push(&outbox, &[byte, byte]);
+        }
+        push(&outbox, &[9; 5]);
+        let mut out = Vec::new();
+        assert_eq!(take(&outbox, &mut out), Some(false));
+        let expected: Vec<Vec<u8>> = vec![
+            vec![0, 0, 0, 0, 0, 1, 1],
+            vec![0, 0, 0, 2, 2],
+            vec![0, 0, 0, 9, 9, 9, 9, 9],
+        ];
+        assert_eq!(out, expected);
+        // Recycled buffers get their headroom back.
+        push(&outbox, b"z");
+        assert_eq!(take(&outbox, &mut out), Some(false));
+        assert_eq!(out, vec![b"\0\0\0z".to_vec()]);
+    }
+
+    #[test]
     fn a_failing_writer_leaves_nothing_behind() {
-        let outbox = Outbox::new(64, 64, 100);
+        let outbox = Outbox::new(64, 64, 100, 0);
         let result = outbox.push(|_buf| Err::<(), _>(Refused::Writer("no")));
         assert_eq!(result, Err(Refused::Writer("no")));
         let result = outbox.push(|buf| {
@@ -371,7 +412,7 @@ mod tests {
 
     #[test]
     fn discard_mode_drops_and_releases() {
-        let outbox = Outbox::new(8, 8, 8);
+        let outbox = Outbox::new(8, 8, 8, 0);
         push(&outbox, &[0; 8]);
         assert!(outbox.is_full());
         assert_eq!(outbox.set_mode(Mode::Discard), 8);
