@@ -4,15 +4,23 @@
 //! root supervisor (one-for-one)
 //! ├── gossip      SWIM membership over UDP datagrams; push-pull over the remoting streams
 //! ├── admin       answers `phalanx members` and other operator requests
-//! └── discovery   seeds, DNS names, LAN beacons, mDNS: feeds join candidates to gossip
+//! ├── discovery   seeds, DNS names, LAN beacons, mDNS: feeds join candidates to gossip
+//! ├── chain         with `chain_group`: routes chain packets between nodes
+//! ├── chain.group   on the nodes listed in `chain_group`: a configuration-group node (raft)
+//! ├── chain.replica the node's chain replica
+//! └── chain.client  the client behind [`Node::kv`]
 //! ```
+//!
+//! How chains are configured and routed: see the `chain` module (`src/node/chain.rs`).
 //!
 //! Every service is an actor restarted by the root supervisor like any user actor. A node's
 //! identity is a random 128-bit id drawn at start and an incarnation (the start time in
 //! milliseconds), so a restarted process is a new member for monitors.
 
 mod admin;
+mod chain;
 mod gossip;
+mod kv;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -35,8 +43,12 @@ use phalanx_transports::{
     RemoteError, RemoteMessage, Remoting, SharedKeyring,
 };
 
-pub use admin::{AdminRequest, MemberRow, members_of};
+pub use admin::{
+    AdminRequest, ChainReport, KvAnswer, KvRequest, MemberRow, chain_status_of, kv_of, members_of,
+};
+pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire};
 pub use gossip::{GossipMessage, GossipWire};
+pub use kv::{Kv, KvError};
 
 /// How long node operations wait for an answer.
 const CALL: Duration = Duration::from_secs(5);
@@ -72,6 +84,9 @@ pub struct NodeConfig {
     pub key: Option<Key>,
     /// Membership protocol settings.
     pub gossip: GossipConfig,
+    /// The addresses of the chain configuration group, identical on every node; empty
+    /// disables chains. See the module docs on how chains are configured.
+    pub chain_group: Vec<SocketAddr>,
 }
 
 /// A running node.
@@ -84,6 +99,8 @@ pub struct Node {
     local_gossip: String,
     /// This node's replica of the cluster-wide registry.
     registry: Arc<Mutex<ClusterRegistry>>,
+    /// The chain services, if enabled.
+    chain: Option<Arc<chain::ChainServices>>,
     /// The local actors registered cluster-wide, by name (`ActorRef<M>` behind `Any`).
     globals: Mutex<HashMap<String, Box<dyn Any + Send>>>,
 }
@@ -112,6 +129,12 @@ pub enum NodeError {
     /// A cluster-wide registration failed.
     #[error("registry: {0}")]
     Registry(String),
+    /// Chains were configured on a node without a cluster key; nothing was started.
+    #[error(
+        "chains need a cluster key (raft messages are accepted only from authenticated \
+         frames): pass a key, or no chain group"
+    )]
+    ChainNeedsKey,
 }
 
 impl NodeConfig {
@@ -126,6 +149,7 @@ impl NodeConfig {
             cluster: "phalanx".into(),
             key: None,
             gossip: GossipConfig::default(),
+            chain_group: Vec::new(),
         }
     }
 }
@@ -138,6 +162,9 @@ impl Node {
     ///
     /// [`NodeError`] if the port cannot be bound or the services cannot start.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if !config.chain_group.is_empty() && config.key.is_none() {
+            return Err(NodeError::ChainNeedsKey);
+        }
         let node = NodeId::random().map_err(|_| NodeError::Random)?;
         let incarnation = incarnation_now();
         let cluster = cluster_id(&config.cluster);
@@ -186,11 +213,22 @@ impl Node {
             ChildSpec::new("gossip", move || gossip::GossipActor::new(services.clone()))
                 .registered(local_gossip.clone())
         };
+        let chain = (!config.chain_group.is_empty()).then(|| {
+            Arc::new(chain::ChainServices::new(
+                remoting.clone(),
+                table.clone(),
+                node,
+                incarnation,
+                &config.chain_group,
+                config.key.is_some(),
+            ))
+        });
         let admin_spec = {
             let remoting = remoting.clone();
             let table = table.clone();
+            let chain = chain.clone();
             ChildSpec::new("admin", move || {
-                admin::AdminActor::new(remoting.clone(), table.clone())
+                admin::AdminActor::new(remoting.clone(), table.clone(), chain.clone())
             })
         };
         let mut root = Supervisor::new(Strategy::OneForOne)
@@ -207,6 +245,11 @@ impl Node {
                 &local_gossip,
             ));
         }
+        if let Some(chain) = &chain {
+            for spec in chain.children() {
+                root = root.child(spec);
+            }
+        }
         let root = root.start()?;
         Ok(Node {
             remoting,
@@ -214,8 +257,22 @@ impl Node {
             table,
             local_gossip,
             registry,
+            chain,
             globals: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The chain's replicated key-value map, through this node's chain client. Cheap: call it
+    /// as often as convenient. Without a chain group every operation fails with
+    /// [`KvError::Disabled`].
+    pub fn kv(&self) -> Kv {
+        Kv::new(self.chain.as_ref().map(|chain| chain.names.client.clone()))
+    }
+
+    /// This node's view of the chain: the newest configuration it knows, its replica's
+    /// progress and, on a configuration-group node, the group node's state.
+    pub async fn chain_status(&self) -> ChainReport {
+        admin::chain_report(self.chain.clone()).await
     }
 
     /// This node's id.

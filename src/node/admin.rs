@@ -1,4 +1,5 @@
-//! The admin actor: answers operator tools (`phalanx members`) over the cluster protocol.
+//! The admin actor: answers operator tools (`phalanx members`, `phalanx kv`, `phalanx chain
+//! status`) over the cluster protocol.
 //!
 //! Operator tools join the remoting layer as short-lived clients with the cluster key, so
 //! they need the same key as the nodes, and a wrong key fails at the handshake.
@@ -8,6 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use phalanx_actors::chain::ChainConfig;
+use phalanx_actors::chain::driver::{GroupStatus, ReplicaStatus};
 use phalanx_runtime::{Actor, Context, HandlerError, Reply};
 use phalanx_transports::{
     ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NodeId, RemoteMessage, Remoting,
@@ -15,7 +18,8 @@ use phalanx_transports::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{ADMIN_NAME, NodeError};
+use super::chain::ChainServices;
+use super::{ADMIN_NAME, Kv, KvError, NodeError};
 
 /// A request to a node's admin actor.
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,6 +27,72 @@ use super::{ADMIN_NAME, NodeError};
 pub enum AdminRequest {
     /// The membership table as that node sees it.
     Members(Reply<Vec<MemberRow>>),
+    /// That node's view of the chain.
+    ChainStatus(Reply<ChainReport>),
+    /// A key-value operation, run by that node's chain client; errors come back as text.
+    Kv(KvRequest, Reply<Result<KvAnswer, String>>),
+}
+
+/// A key-value operation for [`AdminRequest::Kv`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KvRequest {
+    /// Set a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Read a key.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Compare and set.
+    CompareAndSet {
+        /// The key.
+        key: String,
+        /// The value it must have (`None`: absent).
+        expected: Option<Vec<u8>>,
+        /// The value to set (`None`: remove).
+        new: Option<Vec<u8>>,
+    },
+}
+
+/// The outcome of a [`KvRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum KvAnswer {
+    /// A put or delete was applied.
+    Done,
+    /// A read's result.
+    Value(Option<Vec<u8>>),
+    /// Whether a compare-and-set matched and was applied.
+    Swapped(bool),
+}
+
+/// A node's view of the chain, for `phalanx chain status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChainReport {
+    /// Whether the node runs chain services at all.
+    pub enabled: bool,
+    /// The node's replica id (its membership id).
+    pub replica_id: u64,
+    /// The newest configuration the node knows (from its group node or its replica).
+    pub config: Option<ChainConfig>,
+    /// The node's replica.
+    pub replica: Option<ReplicaStatus>,
+    /// The node's configuration-group node, if it is one.
+    pub group: Option<GroupStatus>,
+    /// The addresses of the configuration's members, where known.
+    pub addresses: Vec<(u64, Option<SocketAddr>)>,
 }
 
 impl RemoteMessage for AdminRequest {
@@ -71,11 +141,66 @@ impl fmt::Display for MemberRow {
 pub(crate) struct AdminActor {
     remoting: Arc<Remoting>,
     table: Arc<Mutex<Vec<MemberRow>>>,
+    chain: Option<Arc<ChainServices>>,
 }
 
 impl AdminActor {
-    pub(crate) fn new(remoting: Arc<Remoting>, table: Arc<Mutex<Vec<MemberRow>>>) -> AdminActor {
-        AdminActor { remoting, table }
+    pub(crate) fn new(
+        remoting: Arc<Remoting>,
+        table: Arc<Mutex<Vec<MemberRow>>>,
+        chain: Option<Arc<ChainServices>>,
+    ) -> AdminActor {
+        AdminActor {
+            remoting,
+            table,
+            chain,
+        }
+    }
+}
+
+pub(crate) async fn chain_report(chain: Option<Arc<ChainServices>>) -> ChainReport {
+    let Some(chain) = chain else {
+        return ChainReport {
+            enabled: false,
+            replica_id: 0,
+            config: None,
+            replica: None,
+            group: None,
+            addresses: Vec::new(),
+        };
+    };
+    let replica = chain.replica_status().await;
+    let group = chain.group_status().await;
+    let config = [
+        group.as_ref().map(|g| g.committed.clone()),
+        replica.as_ref().and_then(|r| r.config.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .max_by_key(|config| config.epoch);
+    let addresses = config
+        .as_ref()
+        .map(|config| chain.addresses(config))
+        .unwrap_or_default();
+    ChainReport {
+        enabled: true,
+        replica_id: chain.me,
+        config,
+        replica,
+        group,
+        addresses,
+    }
+}
+
+async fn run_kv(kv: Kv, request: KvRequest) -> Result<KvAnswer, KvError> {
+    match request {
+        KvRequest::Put { key, value } => kv.put(key, value).await.map(|()| KvAnswer::Done),
+        KvRequest::Get { key } => kv.get(key).await.map(KvAnswer::Value),
+        KvRequest::Delete { key } => kv.delete(key).await.map(|()| KvAnswer::Done),
+        KvRequest::CompareAndSet { key, expected, new } => kv
+            .compare_and_set(key, expected, new)
+            .await
+            .map(KvAnswer::Swapped),
     }
 }
 
@@ -97,6 +222,23 @@ impl Actor for AdminActor {
             AdminRequest::Members(reply) => {
                 let rows = self.table.lock().map(|t| t.clone()).unwrap_or_default();
                 let _ = reply.send(rows);
+            }
+            // Both may wait on other actors (a write up to its deadline): answered from a
+            // task, so the admin actor stays responsive.
+            AdminRequest::ChainStatus(reply) => {
+                let chain = self.chain.clone();
+                phalanx_runtime::spawn(async move {
+                    let _ = reply.send(chain_report(chain).await);
+                })
+                .detach();
+            }
+            AdminRequest::Kv(request, reply) => {
+                let kv = Kv::new(self.chain.as_ref().map(|c| c.names.client.clone()));
+                phalanx_runtime::spawn(async move {
+                    let outcome = run_kv(kv, request).await.map_err(|e| e.to_string());
+                    let _ = reply.send(outcome);
+                })
+                .detach();
             }
         }
         Ok(())
@@ -125,6 +267,56 @@ pub async fn members_of(
         .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
     client.shutdown();
     Ok(rows)
+}
+
+/// Asks the node at `addr` for its view of the chain, as a short-lived client of the cluster.
+///
+/// # Errors
+///
+/// [`NodeError::Remote`] if the node cannot be reached, refuses the key, or does not answer.
+pub async fn chain_status_of(
+    addr: SocketAddr,
+    cluster: ClusterId,
+    key: Option<Key>,
+    timeout: Duration,
+) -> Result<ChainReport, NodeError> {
+    let client = client(addr, cluster, key).await?;
+    let node = client.connect(addr, timeout).await?;
+    let admin = client
+        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
+        .await?;
+    let report = admin
+        .ask(AdminRequest::ChainStatus, timeout)
+        .await
+        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
+    client.shutdown();
+    Ok(report)
+}
+
+/// Runs a key-value operation through the node at `addr`, as a short-lived client of the
+/// cluster. The outer error says the node was not reached; the inner one is the operation's.
+///
+/// # Errors
+///
+/// [`NodeError::Remote`] if the node cannot be reached, refuses the key, or does not answer.
+pub async fn kv_of(
+    addr: SocketAddr,
+    cluster: ClusterId,
+    key: Option<Key>,
+    request: KvRequest,
+    timeout: Duration,
+) -> Result<Result<KvAnswer, String>, NodeError> {
+    let client = client(addr, cluster, key).await?;
+    let node = client.connect(addr, timeout).await?;
+    let admin = client
+        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
+        .await?;
+    let outcome = admin
+        .ask(|reply| AdminRequest::Kv(request, reply), timeout)
+        .await
+        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
+    client.shutdown();
+    Ok(outcome)
 }
 
 async fn client(

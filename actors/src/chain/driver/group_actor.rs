@@ -13,7 +13,7 @@ use super::replica_actor::{DriverSettings, start_ticker};
 use super::routes::Routes;
 use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
 use crate::chain::config::ChainConfig;
-use crate::chain::group::{ConfigNode, GroupAction};
+use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
 use crate::chain::message::{ControlMessage, MAX_MESSAGE_BYTES, Peer, decode, encode};
 
 /// The messages of a [`GroupActor`].
@@ -45,7 +45,10 @@ pub struct GroupStatus {
 /// Drives one [`ConfigNode`].
 #[derive(Debug)]
 pub struct GroupActor<T: ChainTransport> {
-    node: ConfigNode,
+    /// The node; `None` until [`started`](Actor::started) builds it from `pending`.
+    node: Option<ConfigNode>,
+    /// The raft id and settings of a node still to build.
+    pending: Option<(u64, GroupSettings)>,
     transport: Arc<T>,
     settings: DriverSettings,
     routes: Routes,
@@ -58,7 +61,27 @@ impl<T: ChainTransport> GroupActor<T> {
     /// An actor driving `node` over `transport`; `settings.tick` is also raft's tick.
     pub fn new(node: ConfigNode, transport: Arc<T>, settings: DriverSettings) -> Self {
         Self {
-            node,
+            node: Some(node),
+            pending: None,
+            transport,
+            settings,
+            routes: Routes::default(),
+            counters: DriverCounters::default(),
+            ticker: None,
+        }
+    }
+
+    /// An actor that builds its node (raft id `id`, `group`) when it starts, and fails to
+    /// start if raft-rs refuses the settings: the form a supervisor's child factory needs.
+    pub fn with_settings(
+        id: u64,
+        group: GroupSettings,
+        transport: Arc<T>,
+        settings: DriverSettings,
+    ) -> Self {
+        Self {
+            node: None,
+            pending: Some((id, group)),
             transport,
             settings,
             routes: Routes::default(),
@@ -69,13 +92,16 @@ impl<T: ChainTransport> GroupActor<T> {
 
     fn on_packet(&mut self, inbound: Inbound, now: Instant) {
         self.counters.received += 1;
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
         let Packet {
             from,
             to,
             body,
             routes,
         } = inbound.packet;
-        if to != Peer::Config(self.node.id()) {
+        if to != Peer::Config(node.id()) {
             self.counters.misaddressed += 1;
             return;
         }
@@ -91,8 +117,8 @@ impl<T: ChainTransport> GroupActor<T> {
                     return;
                 }
                 match RaftMessage::parse_from_bytes(&bytes) {
-                    Ok(message) if message.to == self.node.id() => {
-                        self.node.handle_raft(message, now);
+                    Ok(message) if message.to == node.id() => {
+                        node.handle_raft(message, now);
                     }
                     Ok(_) => self.counters.misaddressed += 1,
                     Err(_) => self.counters.malformed += 1,
@@ -101,7 +127,7 @@ impl<T: ChainTransport> GroupActor<T> {
             Body::Control(bytes) => match decode::<ControlMessage>(&bytes) {
                 Ok(message) => {
                     self.routes.learn(&routes);
-                    self.node.handle_control(from, message, now);
+                    node.handle_control(from, message, now);
                 }
                 Err(_) => self.counters.malformed += 1,
             },
@@ -110,8 +136,11 @@ impl<T: ChainTransport> GroupActor<T> {
     }
 
     fn send_actions(&mut self) {
-        let me = Peer::Config(self.node.id());
-        while let Some(action) = self.node.poll_action() {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let me = Peer::Config(node.id());
+        while let Some(action) = node.poll_action() {
             let packet = match action {
                 GroupAction::Raft { to, message } => {
                     let Ok(bytes) = message.write_to_bytes() else {
@@ -152,6 +181,9 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
     type Message = GroupInput;
 
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
+        if let Some((id, group)) = self.pending.take() {
+            self.node = Some(ConfigNode::new(id, group)?);
+        }
         self.ticker = Some(start_ticker(ctx.myself(), self.settings.tick, || {
             GroupInput::Tick
         }));
@@ -162,14 +194,20 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
         let now = Instant::now();
         match msg {
             GroupInput::Packet(inbound) => self.on_packet(inbound, now),
-            GroupInput::Tick => self.node.handle_tick(now),
+            GroupInput::Tick => {
+                if let Some(node) = self.node.as_mut() {
+                    node.handle_tick(now);
+                }
+            }
             GroupInput::Status(reply) => {
-                let _ = reply.send(GroupStatus {
-                    id: self.node.id(),
-                    leader: self.node.is_leader(),
-                    committed: self.node.committed().clone(),
-                    counters: self.counters,
-                });
+                if let Some(node) = &self.node {
+                    let _ = reply.send(GroupStatus {
+                        id: node.id(),
+                        leader: node.is_leader(),
+                        committed: node.committed().clone(),
+                        counters: self.counters,
+                    });
+                }
             }
         }
         self.send_actions();

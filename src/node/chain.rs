@@ -1,0 +1,381 @@
+//! The node's chain services: a replica, a configuration-group node where this node is one,
+//! a client, and the router that carries their packets over the remoting layer.
+//!
+//! # How chains are configured
+//!
+//! - The configuration group is named by addresses given identically to every node
+//!   ([`NodeConfig::chain_group`](super::NodeConfig::chain_group), CLI `--chain-group
+//!   ADDR,ADDR,ADDR`); an empty list disables chains. A group member's raft id is its
+//!   position (from 1) in the sorted list. (Not a hash of its address, as first planned:
+//!   the raft core staggers election timeouts by raft id, which must therefore be small.)
+//! - A node whose listen address is in the list runs a configuration-group node.
+//! - Every node with chains enabled runs one replica, whose id is the node's 64-bit
+//!   membership id and whose incarnation is the node's incarnation shifted left 16 bits plus
+//!   the number of restarts of the replica actor (a restart loses the replica's state, so it
+//!   must come back as a new member). The replica asks the group for leases, and the group
+//!   appends it at the tail of the chain until the chain has [`CHAIN_LENGTH`] members; the
+//!   first configuration is empty.
+//! - One chain (shard 0) for now. With several shards, the placement rule is rendezvous
+//!   hashing ([`place_chain`](phalanx_actors::chain::place_chain)): shard `s`'s chain is
+//!   `place_chain(s, live replicas, 3)`, each shard with its own configuration group state,
+//!   and a key's shard a stable hash of the key modulo the shard count.
+//! - Chains need a cluster key: raft messages are decoded only from authenticated frames.
+//!
+//! # Routing
+//!
+//! Every node exports one router actor as [`CHAIN_NAME`]. A packet for a replica goes to the
+//! node whose membership id is the replica id (from the membership table), one for a group
+//! node to that group address, one for a client to the node named by the client's route.
+//! Each destination address has its own sender task with a bounded queue: a packet that does
+//! not fit, or whose destination is unknown or unreachable, is dropped (the chain protocols
+//! retransmit, and clients retry with the same request id).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use phalanx_actors::chain::driver::{
+    ChainTransport, ClientActor, ClientInput, ClientSettings, DriverSettings, GroupActor,
+    GroupInput, GroupStatus, Inbound, Packet, ReplicaActor, ReplicaInput, ReplicaStatus,
+};
+use phalanx_actors::chain::{
+    ChainConfig, ClientId, GroupSettings, KvMap, Peer, Replica, ReplicaId, ReplicaSettings,
+};
+use phalanx_runtime::{Actor, ActorRef, Context, HandlerError};
+use phalanx_supervisors::ChildSpec;
+use phalanx_transports::{NodeId, RemoteMessage, Remoting};
+use serde::{Deserialize, Serialize};
+
+use super::MemberRow;
+
+/// The remoting name of every node's chain router.
+pub const CHAIN_NAME: &str = "phalanx.chain";
+/// How many replicas a chain should have.
+pub const CHAIN_LENGTH: usize = 3;
+
+/// How long a connection or lookup to another node's router may take.
+const CONNECT: Duration = Duration::from_secs(2);
+/// Packets queued per destination before new ones are dropped.
+const QUEUE: usize = 65_536;
+/// The mailbox capacity of the chain actors (they take bursts of pipelined requests).
+pub(crate) const MAILBOX: usize = 65_536;
+
+/// A chain packet between nodes' routers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChainWire(pub Packet);
+
+impl RemoteMessage for ChainWire {
+    const TAG: &'static str = "phalanx.ChainWire.v1";
+}
+
+/// What this node's chain services share: identities, names and routes.
+#[derive(Debug)]
+pub(crate) struct ChainServices {
+    remoting: Arc<Remoting>,
+    table: Arc<Mutex<Vec<MemberRow>>>,
+    /// This node's membership id, which is also its replica id and its clients' route.
+    pub(crate) me: u64,
+    /// The group's addresses, sorted: raft id `i + 1` is `group[i]`.
+    group: Vec<SocketAddr>,
+    /// This node's raft id, if it is a group member.
+    pub(crate) raft_id: Option<u64>,
+    /// Whether frames from other nodes are authenticated (the node has a cluster key).
+    authenticated: bool,
+    /// Local registry names of this node's chain actors.
+    pub(crate) names: ChainNames,
+    /// Sender queues by destination address.
+    peers: Mutex<HashMap<SocketAddr, flume::Sender<Packet>>>,
+    /// Incarnation base for the replica: the node's incarnation shifted left 16 bits.
+    incarnation: u64,
+    /// Restarts of the replica actor so far.
+    restarts: AtomicU64,
+}
+
+/// The local registry names of a node's chain actors.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainNames {
+    pub(crate) replica: String,
+    pub(crate) group: String,
+    pub(crate) client: String,
+}
+
+impl ChainServices {
+    pub(crate) fn new(
+        remoting: Arc<Remoting>,
+        table: Arc<Mutex<Vec<MemberRow>>>,
+        node: NodeId,
+        incarnation: u64,
+        group: &[SocketAddr],
+        authenticated: bool,
+    ) -> ChainServices {
+        let mut group = group.to_vec();
+        group.sort();
+        group.dedup();
+        let listen = remoting.local_addr();
+        let raft_id = group
+            .iter()
+            .position(|addr| *addr == listen)
+            .map(|i| i as u64 + 1);
+        ChainServices {
+            me: super::gossip::member_node(node).0,
+            remoting,
+            table,
+            group,
+            raft_id,
+            authenticated,
+            names: ChainNames {
+                replica: format!("phalanx.chain.replica.{node}"),
+                group: format!("phalanx.chain.group.{node}"),
+                client: format!("phalanx.chain.client.{node}"),
+            },
+            peers: Mutex::new(HashMap::new()),
+            incarnation: incarnation << 16,
+            restarts: AtomicU64::new(0),
+        }
+    }
+
+    fn group_ids(&self) -> Vec<u64> {
+        (1..=self.group.len() as u64).collect()
+    }
+
+    /// The supervised children: router, group node (if a member), replica, client.
+    pub(crate) fn children(self: &Arc<Self>) -> Vec<ChildSpec> {
+        let mut specs = Vec::new();
+        let services = self.clone();
+        specs.push(
+            ChildSpec::new("chain", move || Router {
+                services: services.clone(),
+            })
+            .capacity(MAILBOX),
+        );
+        if let Some(id) = self.raft_id {
+            let services = self.clone();
+            specs.push(
+                ChildSpec::new("chain.group", move || {
+                    let mut settings =
+                        GroupSettings::new(services.group_ids(), ChainConfig::initial(&[]));
+                    settings.target_length = CHAIN_LENGTH;
+                    let mut driver = DriverSettings::default();
+                    driver.tick = Duration::from_millis(20);
+                    GroupActor::with_settings(
+                        id,
+                        settings,
+                        Arc::new(Transport(services.clone())),
+                        driver,
+                    )
+                })
+                .registered(self.names.group.clone())
+                .capacity(MAILBOX),
+            );
+        }
+        let services = self.clone();
+        specs.push(
+            ChildSpec::new("chain.replica", move || {
+                let restarts = services.restarts.fetch_add(1, Ordering::Relaxed);
+                let incarnation = services.incarnation | (restarts & 0xffff);
+                let replica = Replica::<KvMap>::new(
+                    ReplicaId(services.me),
+                    incarnation,
+                    ReplicaSettings::new(services.group_ids()),
+                );
+                ReplicaActor::new(
+                    replica,
+                    Arc::new(Transport(services.clone())),
+                    DriverSettings::default(),
+                )
+            })
+            .registered(self.names.replica.clone())
+            .capacity(MAILBOX),
+        );
+        let services = self.clone();
+        specs.push(
+            ChildSpec::new("chain.client", move || {
+                // A fresh random id per life: a restarted client starts a new session.
+                let id = NodeId::random()
+                    .map(|id| id.as_u128() as u64)
+                    .unwrap_or_else(|_| services.me ^ services.restarts.load(Ordering::Relaxed));
+                let settings = ClientSettings::new(ClientId(id), services.me, services.group_ids());
+                ClientActor::<KvMap, _>::new(settings, Arc::new(Transport(services.clone())))
+            })
+            .registered(self.names.client.clone())
+            .capacity(MAILBOX),
+        );
+        specs
+    }
+
+    /// Hands a packet that arrived (or was sent locally) to the local actor it is for.
+    fn deliver(&self, inbound: Inbound) {
+        match inbound.packet.to {
+            Peer::Replica(ReplicaId(id)) if id == self.me => {
+                if let Some(replica) =
+                    phalanx_runtime::registry::whereis::<ReplicaInput>(&self.names.replica)
+                {
+                    let _ = replica.try_tell(ReplicaInput::Packet(inbound));
+                }
+            }
+            Peer::Config(id) if Some(id) == self.raft_id => {
+                if let Some(group) =
+                    phalanx_runtime::registry::whereis::<GroupInput>(&self.names.group)
+                {
+                    let _ = group.try_tell(GroupInput::Packet(inbound));
+                }
+            }
+            Peer::Client(_) => {
+                // The client checks that the packet is for its current id.
+                if let Some(client) =
+                    phalanx_runtime::registry::whereis::<ClientInput<KvMap>>(&self.names.client)
+                {
+                    let _ = client.try_tell(ClientInput::Packet(inbound));
+                }
+            }
+            _ => tracing::debug!(to = ?inbound.packet.to, "chain packet for someone else"),
+        }
+    }
+
+    /// Where `packet` goes: `None` for this node, else the address of another.
+    fn destination(&self, packet: &Packet) -> Option<Option<SocketAddr>> {
+        let node = match packet.to {
+            Peer::Replica(ReplicaId(id)) => id,
+            Peer::Config(id) => {
+                if Some(id) == self.raft_id {
+                    return Some(None);
+                }
+                let index = usize::try_from(id.checked_sub(1)?).ok()?;
+                return self.group.get(index).map(|addr| Some(*addr));
+            }
+            Peer::Client(client) => packet
+                .routes
+                .iter()
+                .find(|(c, _)| *c == client)
+                .map(|(_, node)| *node)?,
+        };
+        if node == self.me {
+            return Some(None);
+        }
+        let table = self.table.lock().ok()?;
+        table
+            .iter()
+            .find(|row| row.node == node && (row.state == "alive" || row.state == "suspect"))
+            .map(|row| Some(row.addr))
+    }
+
+    fn send(&self, packet: Packet) {
+        match self.destination(&packet) {
+            Some(None) => self.deliver(Inbound {
+                packet,
+                authenticated: true,
+            }),
+            Some(Some(addr)) => self.send_to(addr, packet),
+            None => tracing::trace!(to = ?packet.to, "no route for a chain packet"),
+        }
+    }
+
+    fn send_to(&self, addr: SocketAddr, packet: Packet) {
+        let Ok(mut peers) = self.peers.lock() else {
+            return;
+        };
+        let sender = peers
+            .entry(addr)
+            .or_insert_with(|| {
+                let (tx, rx) = flume::bounded(QUEUE);
+                phalanx_runtime::spawn(pump(self.remoting.clone(), addr, rx)).detach();
+                tx
+            })
+            .clone();
+        drop(peers);
+        let _ = sender.try_send(packet);
+    }
+
+    /// This node's replica's status, if it runs.
+    pub(crate) async fn replica_status(&self) -> Option<ReplicaStatus> {
+        let replica = phalanx_runtime::registry::whereis::<ReplicaInput>(&self.names.replica)?;
+        replica.ask(ReplicaInput::Status, CONNECT).await.ok()
+    }
+
+    /// This node's group node's status, if it is one.
+    pub(crate) async fn group_status(&self) -> Option<GroupStatus> {
+        let group = phalanx_runtime::registry::whereis::<GroupInput>(&self.names.group)?;
+        group.ask(GroupInput::Status, CONNECT).await.ok()
+    }
+
+    /// The addresses of the members of `config`, as far as the membership table knows them.
+    pub(crate) fn addresses(&self, config: &ChainConfig) -> Vec<(u64, Option<SocketAddr>)> {
+        let table = self.table.lock().map(|t| t.clone()).unwrap_or_default();
+        config
+            .members
+            .iter()
+            .map(|member| {
+                let addr = table
+                    .iter()
+                    .find(|row| row.node == member.id.0)
+                    .map(|row| row.addr);
+                (member.id.0, addr)
+            })
+            .collect()
+    }
+}
+
+/// Sends the packets queued for `addr` to the router there, reconnecting as needed; ends when
+/// the queue's sender is gone (the node stopped).
+async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<Packet>) {
+    let mut router: Option<ActorRef<ChainWire>> = None;
+    while let Ok(packet) = queue.recv_async().await {
+        if router.as_ref().is_none_or(|r| !r.is_alive()) {
+            router = connect(&remoting, addr).await;
+            if router.is_none() {
+                // Unreachable: drop what is queued (it would be stale), wait a little.
+                while queue.try_recv().is_ok() {}
+                phalanx_runtime::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        }
+        if let Some(peer) = &router
+            && peer.tell(ChainWire(packet)).await.is_err()
+        {
+            router = None;
+        }
+    }
+}
+
+async fn connect(remoting: &Remoting, addr: SocketAddr) -> Option<ActorRef<ChainWire>> {
+    let node = remoting.connect(addr, CONNECT).await.ok()?;
+    remoting
+        .lookup::<ChainWire>(node, CHAIN_NAME, CONNECT)
+        .await
+        .ok()
+}
+
+/// The [`ChainTransport`] of this node's chain actors.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport(Arc<ChainServices>);
+
+impl ChainTransport for Transport {
+    fn send(&self, packet: Packet) {
+        self.0.send(packet);
+    }
+}
+
+/// Receives chain packets from other nodes and hands them to the local chain actors.
+struct Router {
+    services: Arc<ChainServices>,
+}
+
+impl Actor for Router {
+    type Message = ChainWire;
+
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
+        self.services.remoting.unregister(CHAIN_NAME);
+        self.services.remoting.register(CHAIN_NAME, &ctx.myself())?;
+        Ok(())
+    }
+
+    async fn handle(&mut self, _: &mut Context<Self>, msg: ChainWire) -> Result<(), HandlerError> {
+        self.services.deliver(Inbound {
+            packet: msg.0,
+            authenticated: self.services.authenticated,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! [`Kv`]: the replicated key-value map of a node's chain, as a cheap handle.
+
+use std::time::Duration;
+
+use phalanx_actors::chain::driver::{ClientError, ClientInput};
+use phalanx_actors::chain::{KvCommand, KvMap, KvOutput, KvQuery};
+use phalanx_runtime::{ActorRef, AskError, Reply};
+
+/// The chain's key-value map, through this node's chain client.
+///
+/// Writes go to the chain's head and reads to any replica (CRAQ); both are linearizable. A
+/// write is retried with its request id until answered, so it is applied at most once, and
+/// exactly once when it returns `Ok`. Cloning is cheap; all clones share the node's client,
+/// and concurrent calls are pipelined.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(node: &phalanx::node::Node) -> Result<(), phalanx::node::KvError> {
+/// let kv = node.kv();
+/// kv.put("greeting", "hello").await?;
+/// assert_eq!(kv.get("greeting").await?, Some(b"hello".to_vec()));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Kv {
+    /// The local registry name of the node's client actor (`None`: chains disabled).
+    client: Option<String>,
+    /// How long to wait for the client beyond its own deadline.
+    timeout: Duration,
+}
+
+/// A key-value operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KvError {
+    /// This node runs no chain services (no `--chain-group`). Nothing was sent.
+    #[error("chains are not enabled on this node (start it with --chain-group)")]
+    Disabled,
+    /// The node's chain client is not running (restarting, or the node stopped).
+    #[error("the node's chain client is not running")]
+    Stopped,
+    /// No answer in time: a write may or may not have been applied (at most once).
+    #[error("no answer from the chain in time (a write may or may not have been applied)")]
+    Timeout,
+    /// No chain is configured yet: the configuration group is unreachable or no replica has
+    /// joined. Nothing was applied.
+    #[error("no chain is configured yet (is a majority of the configuration group up?)")]
+    NoChain,
+    /// Too many requests outstanding on this node's client; nothing was sent.
+    #[error("too many requests outstanding; try again")]
+    Overloaded,
+}
+
+impl Kv {
+    pub(crate) fn new(client: Option<String>) -> Kv {
+        Kv {
+            client,
+            timeout: Duration::from_secs(7),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`]; after [`KvError::Timeout`] the write may or may not have been applied.
+    pub async fn put(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), KvError> {
+        let command = KvCommand::Put {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.write(command).await.map(|_| ())
+    }
+
+    /// Removes `key` (whether or not it was there).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`]; after [`KvError::Timeout`] the delete may or may not have been applied.
+    pub async fn delete(&self, key: impl Into<String>) -> Result<(), KvError> {
+        let command = KvCommand::Delete { key: key.into() };
+        self.write(command).await.map(|_| ())
+    }
+
+    /// Sets `key` to `new` (or removes it, for `None`) if its value is `expected` (`None`:
+    /// absent). Returns whether it matched and was applied.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`]; after [`KvError::Timeout`] it may or may not have been applied.
+    pub async fn compare_and_set(
+        &self,
+        key: impl Into<String>,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, KvError> {
+        let command = KvCommand::CompareAndSet {
+            key: key.into(),
+            expected,
+            new,
+        };
+        match self.write(command).await? {
+            KvOutput::Swapped(swapped) => Ok(swapped),
+            _ => Ok(false),
+        }
+    }
+
+    /// The value of `key`, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError`].
+    pub async fn get(&self, key: impl Into<String>) -> Result<Option<Vec<u8>>, KvError> {
+        let query = KvQuery { key: key.into() };
+        self.ask(|reply| ClientInput::Read(query, reply)).await
+    }
+
+    async fn write(&self, command: KvCommand) -> Result<KvOutput, KvError> {
+        self.ask(|reply| ClientInput::Write(command, reply)).await
+    }
+
+    async fn ask<R: Send + 'static>(
+        &self,
+        request: impl FnOnce(Reply<Result<R, ClientError>>) -> ClientInput<KvMap>,
+    ) -> Result<R, KvError> {
+        let name = self.client.as_deref().ok_or(KvError::Disabled)?;
+        let client: ActorRef<ClientInput<KvMap>> =
+            phalanx_runtime::registry::whereis(name).ok_or(KvError::Stopped)?;
+        match client.ask(request, self.timeout).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(ClientError::NoChain)) => Err(KvError::NoChain),
+            Ok(Err(ClientError::Overloaded)) => Err(KvError::Overloaded),
+            Ok(Err(_)) | Err(AskError::Timeout) => Err(KvError::Timeout),
+            Err(_) => Err(KvError::Stopped),
+        }
+    }
+}
