@@ -193,3 +193,43 @@ fn process_groups_span_nodes() {
         }
     });
 }
+
+#[test]
+fn a_node_that_joins_late_learns_every_name_through_push_pull() {
+    let runtime = Runtime::builder()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let key = Key::generate().expect("key");
+        let nodes = cluster(&key).await;
+        // More registrations than gossip keeps as recent events (64): a late joiner cannot
+        // learn the first ones from event dissemination alone.
+        let greeter = spawn_actor(Greeter("node 0"));
+        for i in 0..100 {
+            nodes[0]
+                .register(&format!("name-{i}"), &greeter)
+                .await
+                .expect("registered");
+        }
+        // Let gossip finish disseminating them (its retransmissions are few periods long).
+        find(&nodes[2], "name-99").await;
+        phalanx::sleep(Duration::from_secs(3)).await;
+        let mut config = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
+        config.key = Some(key.clone());
+        config.seeds = vec![nodes[1].local_addr()];
+        config.gossip.probe_interval = Duration::from_millis(100);
+        config.gossip.probe_timeout = Duration::from_millis(50);
+        let late = Node::start(config).await.expect("node starts");
+        let first = find(&late, "name-0").await;
+        let answer = first
+            .ask(|r| Greet::Hello("late".into(), r), Duration::from_secs(5))
+            .await
+            .expect("answer");
+        assert_eq!(answer, "node 0 greets late");
+        late.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}

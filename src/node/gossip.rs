@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use phalanx_actors::gossip::{
     Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification, Timer,
 };
-use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice};
+use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice, State};
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply, Task};
 use phalanx_transports::{
     ClusterId, Codec, CodecConfig, FrameKind, Incarnation, Key, NetTransport, NodeId,
@@ -62,11 +62,17 @@ pub struct GossipWire {
     pub from: SocketAddr,
     /// The encoded membership message.
     pub bytes: Vec<u8>,
+    /// The sender's whole cluster registry (encoded), or empty: push-pull carries it so
+    /// that a node that joins late, or missed deltas, catches up with every name and group.
+    pub registry: Vec<u8>,
 }
 
 impl RemoteMessage for GossipWire {
-    const TAG: &'static str = "phalanx.GossipWire.v1";
+    const TAG: &'static str = "phalanx.GossipWire.v2";
 }
+
+/// The largest registry state a push-pull carries; a larger registry relies on its deltas.
+const MAX_REGISTRY_SYNC: usize = 512 * 1024;
 
 impl GossipMessage {
     /// Join the cluster through `seeds`.
@@ -180,9 +186,18 @@ impl GossipActor {
         let Ok(bytes) = message.encode() else {
             return;
         };
+        let registry = self
+            .services
+            .registry
+            .lock()
+            .ok()
+            .and_then(|registry| registry.full_state().encode().ok())
+            .filter(|state| state.len() <= MAX_REGISTRY_SYNC)
+            .unwrap_or_default();
         let wire = GossipWire {
             from: self.services.listen,
             bytes,
+            registry,
         };
         let remoting = self.services.remoting.clone();
         phalanx_runtime::spawn(async move {
@@ -259,6 +274,23 @@ impl GossipActor {
                 tracing::warn!(incarnation, was_dead, "refuted a suspicion of this node");
             }
             _ => {}
+        }
+    }
+
+    /// Merges a peer's whole registry, received with a push-pull.
+    fn merge_registry(&mut self, from: SocketAddr, bytes: &[u8]) {
+        match State::decode(bytes) {
+            Ok(state) => {
+                for origin in state.origins() {
+                    self.origins
+                        .insert(member_node(NodeId::from_u128(origin.node)), origin.node);
+                }
+                if let Ok(mut registry) = self.services.registry.lock() {
+                    report(registry.merge_state(state));
+                }
+                self.broadcast_withdrawals();
+            }
+            Err(error) => tracing::debug!(%from, %error, "bad registry state in a push-pull"),
         }
     }
 
@@ -370,10 +402,17 @@ impl Actor for GossipActor {
                 // Counted by the codec, with a tracing event; nothing reaches the core.
                 Ok(_) | Err(_) => {}
             },
-            Request::Stream(wire) => match Message::decode(&wire.bytes) {
-                Ok(message) => self.membership.handle_datagram(wire.from, message, now),
-                Err(error) => tracing::debug!(from = %wire.from, %error, "bad push-pull message"),
-            },
+            Request::Stream(wire) => {
+                match Message::decode(&wire.bytes) {
+                    Ok(message) => self.membership.handle_datagram(wire.from, message, now),
+                    Err(error) => {
+                        tracing::debug!(from = %wire.from, %error, "bad push-pull message");
+                    }
+                }
+                if !wire.registry.is_empty() {
+                    self.merge_registry(wire.from, &wire.registry);
+                }
+            }
             Request::Timer(timer) => self.membership.handle_timer(timer, now),
             Request::Join(seeds) => self.membership.join(seeds, now),
             Request::Register(name, actor, reply) => {

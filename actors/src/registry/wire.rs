@@ -207,6 +207,11 @@ impl Delta {
 }
 
 impl State {
+    /// The node lives whose entries the state carries.
+    pub fn origins(&self) -> impl Iterator<Item = Origin> + '_ {
+        self.origins.iter().map(|origin| origin.origin)
+    }
+
     /// Encodes the state with postcard.
     ///
     /// # Errors
