@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 /// When the [`Checkpointer`] asks for a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct CheckpointPolicy {
     /// Snapshot once the log since the last snapshot holds this many bytes.
     pub max_log_bytes: u64,
