@@ -146,6 +146,11 @@ impl Addr {
         lock(&self.cell.state).exit.is_none()
     }
 
+    /// Why the actor ended; `None` while it runs.
+    pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
+        lock(&self.cell.state).exit.clone()
+    }
+
     /// Asks the actor to stop gracefully: it finishes the message it is handling, stops its
     /// children (newest first), runs `stopped` and ends with [`ExitReason::Normal`].
     ///
@@ -214,16 +219,32 @@ impl Addr {
             return false;
         }
         let links = &mut state.relations().links;
-        if !links.contains(other) {
-            links.push(other.clone());
+        if links.contains(other) {
+            return true;
+        }
+        links.push(other.clone());
+        drop(state);
+        // A remote actor's proxy tells the remote node, which links the real actor back.
+        if let Some(control) = self.control() {
+            control.link(other);
         }
         true
     }
 
     pub(crate) fn remove_link(&self, other: ActorId) {
         let mut state = lock(&self.cell.state);
-        if let Some(relations) = &mut state.relations {
-            relations.links.retain(|link| link.id() != other);
+        let Some(relations) = &mut state.relations else {
+            return;
+        };
+        let Some(at) = relations.links.iter().position(|link| link.id() == other) else {
+            return;
+        };
+        let removed = relations.links.remove(at);
+        drop(state);
+        // For a proxy: an unlink, or (when `removed` has ended) the linked actor's exit, which
+        // the remote node turns into the exit signal (see `exit_signal`).
+        if let Some(control) = self.control() {
+            control.unlink(&removed);
         }
     }
 
@@ -289,6 +310,11 @@ impl Addr {
     /// An exit signal from the linked actor `from`: a notice if this actor traps exits, else
     /// it dies too.
     fn exit_signal(&self, from: ActorId, reason: &ExitReason) {
+        if self.control().is_some() {
+            // A proxy: the remote node was told by `remove_link`, which `terminate` calls
+            // first, and it signals the real actor, which decides for itself.
+            return;
+        }
         let trap = lock(&self.cell.state).trap_exit;
         if trap {
             self.deliver(Signal::Exit(Exit {

@@ -38,12 +38,28 @@ pub trait RemoteRoute<M>: Send + Sync + 'static {
     fn send(&self, msg: M) -> Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send + '_>>;
 }
 
-/// Stops or kills a remote actor, for `stop` and `kill` on its proxy.
+/// Stops or kills a remote actor, for `stop` and `kill` on its proxy, and carries the links
+/// of local actors to it.
 pub trait RemoteControl: Send + Sync + 'static {
     /// Asks the remote actor to stop gracefully.
     fn stop(&self);
     /// Kills the remote actor.
     fn kill(&self);
+
+    /// The local actor `local` linked itself to the proxy: the remote side should link the
+    /// real actor back, so that an exit of either reaches the other. Called once per link,
+    /// without locks held. By default nothing is done (the link is one-way: the proxy's end
+    /// reaches `local`, nothing reaches the remote actor).
+    fn link(&self, local: &Addr) {
+        let _ = local;
+    }
+
+    /// The link with `local` was removed: by an unlink if `local` is alive, else because
+    /// `local` ended, with the reason [`exit_reason`] gives (the remote actor then receives
+    /// the exit signal, if the reason is abnormal). Called without locks held.
+    fn unlink(&self, local: &Addr) {
+        let _ = local;
+    }
 }
 
 /// Ships the answer to a remote asker, for a [`Reply`](crate::Reply) that came from another
@@ -163,6 +179,26 @@ pub(crate) fn import(id: u64) -> Option<Box<dyn ReplySink>> {
 /// `control`, and it ends only through [`end_proxy`].
 pub fn proxy(control: Arc<dyn RemoteControl>, name: Option<String>) -> Addr {
     Addr::new_proxy(control, name.map(Into::into))
+}
+
+/// Why `addr` ended; `None` while it runs.
+pub fn exit_reason(addr: &Addr) -> Option<ExitReason> {
+    addr.exit_reason()
+}
+
+/// Links `actor` and the proxy `proxy` both ways, as [`Context::link`](crate::Context::link)
+/// would from inside `actor`: for the remoting layer, which links an exported actor to the
+/// proxy of a remote actor that linked itself to it. Returns false, and links nothing, if
+/// either has ended.
+pub fn link_proxy(proxy: &Addr, actor: &Addr) -> bool {
+    if !actor.add_link(proxy) {
+        return false;
+    }
+    if !proxy.add_link(actor) {
+        actor.remove_link(proxy.id());
+        return false;
+    }
+    true
 }
 
 /// Ends a proxy with `reason`: its monitors receive `Down`, its links the exit signal, its

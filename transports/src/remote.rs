@@ -19,6 +19,11 @@
 //!   to the node is lost. An ended reference stays ended: `tell` hands the message back, and
 //!   nothing sent on it reaches a restarted node (a new incarnation, whose actors get fresh
 //!   random-based ids);
+//! - a link to the proxy is two-way, as between local actors: the remote node links the real
+//!   actor to a stand-in of the local one (a *linker* proxy), which ends with the local
+//!   actor's exit reason, or with `NodeDown` when the connection is lost; an abnormal end
+//!   reaches the remote actor as a linked exit (a failure, or a notice if it traps exits).
+//!   Unlinking, or a normal exit, removes the stand-in quietly;
 //! - `stop` and `kill` on the reference reach the remote actor.
 //!
 //! The message type names itself with [`RemoteMessage::TAG`]; lookups and spawns check it, so
@@ -26,10 +31,6 @@
 //!
 //! `NodeDown` comes from the connection layer: a connection that closes, fails, or stays
 //! silent past [`EndpointConfig::idle_timeout`] (heartbeats keep live ones busy).
-//!
-//! Not here yet: links from a remote actor to a local one (a local proxy can be linked; the
-//! remote side does not learn of local exits: the runtime's remote hooks carry only stop and
-//! kill), and membership-driven `NodeDown`.
 
 mod control;
 mod export;
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use phalanx_runtime::remote::{ExportedReply, end_proxy, proxy};
+use phalanx_runtime::remote::{ExportedReply, end_proxy, link_proxy, proxy};
 use phalanx_runtime::{ActorRef, Addr, ExitReason, Handle, SpawnError, Task};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,7 +53,7 @@ use serde::de::DeserializeOwned;
 use self::control::{Control, WireReason};
 use self::export::{Export, Exported, Factory, TypedFactory};
 use self::record::{Record, Records};
-use self::route::{ProxyControl, PushError, Route};
+use self::route::{LinkerControl, ProxyControl, PushError, Route};
 use crate::endpoint::{
     ConnectError, Delivery, Endpoint, EndpointConfig, EndpointSecurity, Handler, PeerSender,
 };
@@ -181,6 +182,9 @@ pub(crate) struct Inner {
     proxies: Mutex<HashMap<u64, ProxyEntry>>,
     /// Tasks reporting the end of local exports to watching nodes.
     watches: Mutex<HashMap<(NodeId, u64), Task<()>>>,
+    /// Linker proxies: stand-ins of actors on other nodes linked to local exports, by node
+    /// and link id.
+    linkers: Mutex<HashMap<(NodeId, u64), Addr>>,
     next_id: AtomicU64,
     malformed: AtomicU64,
 }
@@ -251,6 +255,7 @@ impl Remoting {
                 requests: Mutex::new(HashMap::new()),
                 proxies: Mutex::new(HashMap::new()),
                 watches: Mutex::new(HashMap::new()),
+                linkers: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(first_id()),
                 malformed: AtomicU64::new(0),
             }
@@ -398,13 +403,14 @@ impl Remoting {
         self.inner.node_down(node);
     }
 
-    /// The nodes this node holds actor references to or awaits answers from: the nodes a
-    /// [`declare_down`](Self::declare_down) can concern.
+    /// The nodes this node holds actor references to, awaits answers from, or whose actors
+    /// are linked to local ones: the nodes a [`declare_down`](Self::declare_down) can concern.
     pub fn peers(&self) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> = lock(&self.inner.proxies)
             .values()
             .map(|entry| entry.node)
             .chain(lock(&self.inner.awaiting).values().map(|(node, _)| *node))
+            .chain(lock(&self.inner.linkers).keys().map(|(node, _)| *node))
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
@@ -414,10 +420,13 @@ impl Remoting {
     /// Closes every connection and ends every proxy with `NodeDown`. Idempotent.
     pub fn shutdown(&self) {
         self.inner.endpoint.close();
-        let nodes: Vec<NodeId> = lock(&self.inner.proxies)
+        let mut nodes: Vec<NodeId> = lock(&self.inner.proxies)
             .values()
             .map(|entry| entry.node)
+            .chain(lock(&self.inner.linkers).keys().map(|(node, _)| *node))
             .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
         for node in nodes {
             self.inner.node_down(node);
         }
@@ -535,6 +544,8 @@ impl Inner {
         let control = Arc::new(ProxyControl {
             sender: sender.clone(),
             target,
+            inner: Arc::downgrade(self),
+            links: Mutex::new(HashMap::new()),
         });
         let proxy = proxy(control, name);
         let watch = self.next();
@@ -602,6 +613,50 @@ impl Inner {
                 .collect()
         };
         drop(cancelled);
+        let linkers: Vec<Addr> = {
+            let mut linkers = lock(&self.linkers);
+            let keys: Vec<(NodeId, u64)> = linkers
+                .keys()
+                .filter(|(n, _)| *n == node)
+                .copied()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| linkers.remove(&k))
+                .collect()
+        };
+        for linker in linkers {
+            end_proxy(&linker, &ExitReason::NodeDown);
+        }
+    }
+
+    /// Ends the stand-in of link `link` from `node`, if it still exists, with `reason`: an
+    /// abnormal reason reaches the linked local actor as a linked exit.
+    fn end_linker(&self, node: NodeId, link: u64, reason: &ExitReason) {
+        let linker = lock(&self.linkers).remove(&(node, link));
+        if let Some(linker) = linker {
+            end_proxy(&linker, reason);
+        }
+    }
+
+    /// An actor on `from` linked itself to export `target`: link the export to a stand-in of
+    /// it. An ended or unknown export is not linked; the remote side learns of its end through
+    /// the watch of its proxy.
+    fn link(&self, from: NodeId, target: u64, link: u64) {
+        let actor = read(&self.exports)
+            .by_id
+            .get(&target)
+            .map(|e| e.addr().clone());
+        let Some(actor) = actor else { return };
+        let control = Arc::new(LinkerControl {
+            inner: self.me.clone(),
+            node: from,
+            link,
+        });
+        let linker = proxy(control, None);
+        lock(&self.linkers).insert((from, link), linker.clone());
+        if !link_proxy(&linker, &actor) {
+            self.end_linker(from, link, &ExitReason::Normal);
+        }
     }
 
     fn handle_control(&self, from: NodeId, control: Control) {
@@ -657,6 +712,11 @@ impl Inner {
                 if let Some(entry) = proxy {
                     entry.end(&ExitReason::from(reason));
                 }
+            }
+            Control::Link { target, link } => self.link(from, target, link),
+            Control::Unlink { link, reason } => {
+                let reason = reason.map_or(ExitReason::Normal, ExitReason::from);
+                self.end_linker(from, link, &reason);
             }
             Control::Stop { target } | Control::Kill { target } => {
                 let kill = matches!(control, Control::Kill { .. });

@@ -42,6 +42,18 @@ pub(crate) enum Control {
     Kill {
         target: u64,
     },
+    /// An actor on the sending node linked itself to export `target`: link the export to a
+    /// stand-in of it, known as `link`.
+    Link {
+        target: u64,
+        link: u64,
+    },
+    /// The link `link` was removed: by an unlink (`None`), or because the linking actor ended
+    /// (its reason; an abnormal one reaches the export as a linked exit).
+    Unlink {
+        link: u64,
+        reason: Option<WireReason>,
+    },
 }
 
 impl Control {
@@ -116,6 +128,11 @@ mod tests {
             Control::Down {
                 watch: 3,
                 reason: WireReason::Panicked("boom".into()),
+            },
+            Control::Link { target: 4, link: 5 },
+            Control::Unlink {
+                link: 5,
+                reason: Some(WireReason::NodeDown),
             },
         ];
         for message in messages {

@@ -1,17 +1,20 @@
 //! The sending side of remote references: the route behind a remote `ActorRef`, the control
 //! behind its proxy, and the sink that answers a remote asker.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use phalanx_runtime::remote::{RemoteControl, RemoteRoute, ReplySink, exporting_replies};
-use phalanx_runtime::{SendError, TrySendError};
+use phalanx_runtime::remote::{
+    RemoteControl, RemoteRoute, ReplySink, exit_reason, exporting_replies,
+};
+use phalanx_runtime::{ActorId, Addr, ExitReason, SendError, TrySendError};
 use postcard::ser_flavors::Flavor;
 
-use super::control::Control;
+use super::control::{Control, WireReason};
 use super::{Inner, RemoteMessage, record};
 use crate::endpoint::{PeerSender, SendBytesError, TooLarge};
 use crate::frame::NodeId;
@@ -140,10 +143,15 @@ impl Flavor for VecTail<'_> {
     }
 }
 
-/// `stop` and `kill` on a proxy, sent to the node of the real actor.
+/// `stop` and `kill` on a proxy, sent to the node of the real actor, and the links of local
+/// actors to it (see `link` in the parent module).
 pub(crate) struct ProxyControl {
     pub(crate) sender: PeerSender,
     pub(crate) target: u64,
+    /// Weak: the remoting layer owns the proxies, which own this control.
+    pub(crate) inner: Weak<Inner>,
+    /// The link id of each local actor linked to the proxy.
+    pub(crate) links: Mutex<HashMap<ActorId, u64>>,
 }
 
 impl ProxyControl {
@@ -152,6 +160,11 @@ impl ProxyControl {
             record::control(buf, &control.encode());
             Ok(())
         });
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<ActorId, u64>> {
+        // Critical sections only insert and remove.
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -166,6 +179,50 @@ impl RemoteControl for ProxyControl {
         self.send(&Control::Kill {
             target: self.target,
         });
+    }
+
+    fn link(&self, local: &Addr) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let link = inner.next();
+        self.links().insert(local.id(), link);
+        self.send(&Control::Link {
+            target: self.target,
+            link,
+        });
+    }
+
+    fn unlink(&self, local: &Addr) {
+        let Some(link) = self.links().remove(&local.id()) else {
+            return;
+        };
+        let reason = exit_reason(local).map(|reason| WireReason::from(&reason));
+        self.send(&Control::Unlink { link, reason });
+    }
+}
+
+/// The control of a *linker* proxy: the stand-in, on this node, of an actor on another node
+/// that linked itself to a local actor. Its end (the remote actor's exit, or `NodeDown`)
+/// reaches the local actor as a linked exit.
+pub(crate) struct LinkerControl {
+    pub(crate) inner: Weak<Inner>,
+    pub(crate) node: NodeId,
+    pub(crate) link: u64,
+}
+
+impl RemoteControl for LinkerControl {
+    // The local actor holds no reference to act on the linker with, so stop and kill have no
+    // caller; the remote linker learns of the local actor's end through its own proxy's watch.
+    fn stop(&self) {}
+
+    fn kill(&self) {}
+
+    fn unlink(&self, _local: &Addr) {
+        // The local actor ended (or dropped the link): the stand-in has no more purpose.
+        if let Some(inner) = self.inner.upgrade() {
+            inner.end_linker(self.node, self.link, &ExitReason::Normal);
+        }
     }
 }
 
