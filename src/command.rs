@@ -1,10 +1,13 @@
-//! `phalanx node`, `phalanx members` and `phalanx keygen`.
+//! `phalanx node`, `phalanx members`, `phalanx keygen`, `phalanx kv` and `phalanx chain`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use phalanx::node::{Node, NodeConfig, cluster_id, members_of};
+use phalanx::node::{
+    ChainReport, KvAnswer, KvRequest, Node, NodeConfig, chain_status_of, cluster_id, kv_of,
+    members_of,
+};
 use phalanx::transports::Key;
 use phalanx::{Runtime, block_on};
 
@@ -47,8 +50,91 @@ pub(crate) struct NodeOptions {
     /// Failure detection takes a few periods; lower it for a local test cluster.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     probe_interval: u64,
+    /// The chain configuration group: the same comma-separated addresses on every node (3 or
+    /// 5). Nodes listening on one of them run a configuration-group node; every node runs a
+    /// chain replica. Needs a cluster key.
+    #[arg(long, value_name = "ADDR,ADDR,ADDR", value_delimiter = ',')]
+    chain_group: Vec<SocketAddr>,
     #[command(flatten)]
     security: Security,
+}
+
+/// Which node a `kv` or `chain` command talks to.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The address of any running node with chains enabled.
+    #[arg(long, default_value = "127.0.0.1:7946")]
+    node: SocketAddr,
+    /// How long to wait for an answer.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    timeout: u64,
+    #[command(flatten)]
+    security: Security,
+}
+
+/// Options of `phalanx kv`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KvOptions {
+    #[command(subcommand)]
+    operation: KvOperation,
+}
+
+/// A key-value operation.
+#[derive(Debug, clap::Subcommand)]
+enum KvOperation {
+    /// Sets KEY to VALUE.
+    Put {
+        /// The key.
+        key: String,
+        /// The value (stored as its UTF-8 bytes).
+        value: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Prints the value of KEY; fails if it is not set.
+    Get {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Removes KEY.
+    Del {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Sets KEY to NEW if its value is --expected (or, without --expected, if it is not set);
+    /// fails if it did not match.
+    Cas {
+        /// The key.
+        key: String,
+        /// The new value.
+        new: String,
+        /// The value KEY must have; leave out to require that KEY is not set.
+        #[arg(long, value_name = "VALUE")]
+        expected: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Options of `phalanx chain`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChainOptions {
+    #[command(subcommand)]
+    command: ChainCommand,
+}
+
+/// A chain command.
+#[derive(Debug, clap::Subcommand)]
+enum ChainCommand {
+    /// Shows the chain: epoch, members from head to tail, and each replica's progress.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Options of `phalanx members`.
@@ -88,6 +174,7 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     config.mdns = options.mdns;
     config.cluster = options.security.cluster.clone();
     config.key = key;
+    config.chain_group = options.chain_group.clone();
     let period = Duration::from_millis(options.probe_interval.max(10));
     config.gossip.probe_interval = period;
     config.gossip.probe_timeout = period / 2;
@@ -144,6 +231,139 @@ pub(crate) fn members(options: &MembersOptions) -> Outcome {
         println!("{row}");
     }
     Ok(())
+}
+
+/// Runs one key-value operation through the node at `--node`.
+pub(crate) fn kv(options: &KvOptions) -> Outcome {
+    let (target, request) = match &options.operation {
+        KvOperation::Put { key, value, target } => (
+            target,
+            KvRequest::Put {
+                key: key.clone(),
+                value: value.clone().into_bytes(),
+            },
+        ),
+        KvOperation::Get { key, target } => (target, KvRequest::Get { key: key.clone() }),
+        KvOperation::Del { key, target } => (target, KvRequest::Delete { key: key.clone() }),
+        KvOperation::Cas {
+            key,
+            new,
+            expected,
+            target,
+        } => (
+            target,
+            KvRequest::CompareAndSet {
+                key: key.clone(),
+                expected: expected.clone().map(String::into_bytes),
+                new: Some(new.clone().into_bytes()),
+            },
+        ),
+    };
+    let key = match &request {
+        KvRequest::Put { key, .. }
+        | KvRequest::Get { key }
+        | KvRequest::Delete { key }
+        | KvRequest::CompareAndSet { key, .. } => key.clone(),
+        _ => String::new(),
+    };
+    let secret = target.security.key()?;
+    let cluster = cluster_id(&target.security.cluster);
+    let timeout = Duration::from_secs(target.timeout.max(1));
+    let outcome = block_on(kv_of(target.node, cluster, secret, request, timeout))
+        .map_err(|error| unreachable(target.node, &error))?;
+    match outcome? {
+        KvAnswer::Done => println!("ok"),
+        KvAnswer::Value(Some(value)) => println!("{}", String::from_utf8_lossy(&value)),
+        KvAnswer::Value(None) => return Err(format!("{key} is not set")),
+        KvAnswer::Swapped(true) => println!("ok"),
+        KvAnswer::Swapped(false) => {
+            return Err(format!(
+                "{key} was not changed: its value is not the one expected (read it with `phalanx \
+                 kv get {key}`)"
+            ));
+        }
+        _ => println!("ok"),
+    }
+    Ok(())
+}
+
+/// Prints the chain as the node at `--node` sees it, with every member's progress.
+pub(crate) fn chain(options: &ChainOptions) -> Outcome {
+    let ChainCommand::Status { target } = &options.command;
+    let secret = target.security.key()?;
+    let cluster = cluster_id(&target.security.cluster);
+    let timeout = Duration::from_secs(target.timeout.max(1));
+    block_on(async {
+        let report = chain_status_of(target.node, cluster, secret.clone(), timeout)
+            .await
+            .map_err(|error| unreachable(target.node, &error))?;
+        if !report.enabled {
+            return Err(format!(
+                "{} runs no chain services: start the nodes with --chain-group ADDR,ADDR,ADDR",
+                target.node
+            ));
+        }
+        let Some(config) = report.config.clone().filter(|c| !c.members.is_empty()) else {
+            println!(
+                "no chain yet (no configuration with members; is the configuration group up?)"
+            );
+            return Ok(());
+        };
+        println!(
+            "chain 0: epoch {}, {} member(s), head to tail",
+            config.epoch,
+            config.members.len()
+        );
+        let mut rows: Vec<(u64, Option<SocketAddr>, Option<ChainReport>)> = Vec::new();
+        for (id, addr) in &report.addresses {
+            let member = match addr {
+                Some(addr) => chain_status_of(*addr, cluster, secret.clone(), timeout)
+                    .await
+                    .ok(),
+                None => None,
+            };
+            rows.push((*id, *addr, member));
+        }
+        let front = rows
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref()?.replica.as_ref().map(|s| s.received))
+            .max()
+            .unwrap_or(0);
+        println!(
+            "{:<4} {:<16}  {:<21}  {:>10}  {:>10}  {:>6}",
+            "POS", "REPLICA", "ADDRESS", "COMMITTED", "RECEIVED", "LAG"
+        );
+        for (position, (id, addr, member)) in rows.iter().enumerate() {
+            let addr = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+            let status = member.as_ref().and_then(|m| m.replica.as_ref());
+            let (committed, received, lag) = match status {
+                Some(s) => (
+                    s.committed.to_string(),
+                    s.received.to_string(),
+                    front.saturating_sub(s.committed).to_string(),
+                ),
+                None => ("?".into(), "?".into(), "?".into()),
+            };
+            println!(
+                "{position:<4} {id:016x}  {addr:<21}  {committed:>10}  {received:>10}  {lag:>6}"
+            );
+        }
+        if let Some(group) = &report.group {
+            let role = if group.leader { "leader" } else { "follower" };
+            println!(
+                "{} is configuration-group node {} ({role})",
+                target.node, group.id
+            );
+        }
+        Ok(())
+    })
+}
+
+fn unreachable(addr: SocketAddr, error: &dyn std::fmt::Display) -> String {
+    format!(
+        "cannot reach the node at {addr}: {error} (is a node running there, with the same \
+         cluster name and key?)"
+    )
 }
 
 /// Writes a new random cluster key.

@@ -26,6 +26,10 @@ enum Command {
     Members(command::MembersOptions),
     /// Makes a new random cluster key.
     Keygen(command::KeygenOptions),
+    /// Reads and writes the replicated key-value map through a node.
+    Kv(command::KvOptions),
+    /// Shows the replication chain.
+    Chain(command::ChainOptions),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         Command::Node(options) => command::node(&options),
         Command::Members(options) => command::members(&options),
         Command::Keygen(options) => command::keygen(&options),
+        Command::Kv(options) => command::kv(&options),
+        Command::Chain(options) => command::chain(&options),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

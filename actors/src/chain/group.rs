@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use raft::StateRole;
-use raft::prelude::{ConfState, Entry as RaftEntry, EntryType, Message as RaftMessage};
+use raft::prelude::{
+    ConfState, Entry as RaftEntry, EntryType, Message as RaftMessage, MessageType,
+};
 use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, Storage};
 use serde::{Deserialize, Serialize};
@@ -227,7 +229,14 @@ impl ConfigNode {
 
     /// Handles a raft message from another group node. `now` is unused today (raft-rs counts
     /// ticks, not time) and kept for the uniform `handle_*(.., now)` shape.
-    pub fn handle_raft(&mut self, message: RaftMessage, _now: Instant) {
+    pub fn handle_raft(&mut self, mut message: RaftMessage, _now: Instant) {
+        // A leader that knew this node before it restarted without its log sends heartbeats
+        // committing entries this node no longer has, and raft-rs panics on those. Committing
+        // less than the leader says is always safe (the leader then re-sends the log).
+        let last = self.raft.raft.raft_log.last_index();
+        if message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last {
+            message.commit = last;
+        }
         // A message raft-rs rejects (wrong term, unknown peer) changes nothing.
         let _ = self.raft.step(message);
         self.process_ready();
