@@ -45,6 +45,7 @@
 //! - [`node`]: a node, with its services in a supervision tree.
 #![doc(test(attr(deny(warnings))))]
 
+pub mod metrics;
 pub mod node;
 
 pub use phalanx_actors as actors;

@@ -52,6 +52,7 @@ mod exit;
 pub mod registry;
 pub mod remote;
 mod spawn;
+pub mod stats;
 mod timer;
 
 pub use actor::{Actor, HandlerError};

@@ -154,7 +154,9 @@ impl<A: Actor> Spawn<A> {
             }
         };
         let ctx = Context::new(myself.clone());
-        runtime.spawn_actor_task(worker, run(self.actor, ctx, rx, self.restart_of));
+        let span = actor_span::<A>(&addr, self.name.as_deref());
+        crate::stats::started();
+        runtime.spawn_actor_task(worker, run(self.actor, ctx, rx, self.restart_of, span));
         Ok(myself)
     }
 }
@@ -177,6 +179,30 @@ pub(crate) fn ended<M: Send + 'static>() -> ActorRef<M> {
     ActorRef::new(addr, tx)
 }
 
+/// The tracing span of an actor's whole life: every event its handlers emit carries its id,
+/// its name and its type. Its parent is the span current where the actor is spawned (the
+/// spawning actor's, or the node's), so spans follow the tree of actors.
+///
+/// Created once per actor life. Boxed, and only when a subscriber wants it: with tracing off
+/// an idle actor pays one pointer for it.
+fn actor_span<A: Actor>(addr: &Addr, name: Option<&str>) -> Option<Box<tracing::Span>> {
+    let span = tracing::info_span!(
+        "actor",
+        id = addr.id().as_u64(),
+        name,
+        actor = short_type_name::<A>()
+    );
+    (!span.is_disabled()).then(|| Box::new(span))
+}
+
+/// The type name of `A` without its module path (and without its generic arguments' paths).
+fn short_type_name<A>() -> &'static str {
+    let full = std::any::type_name::<A>();
+    let plain = full.split('<').next().unwrap_or(full);
+    let start = plain.rfind("::").map_or(0, |at| at + 2);
+    &full[start..]
+}
+
 /// The whole life of an actor, as one task.
 ///
 /// This future is most of an idle actor's memory, so what runs once (start-up, the end) is
@@ -186,12 +212,14 @@ fn run<A: Actor>(
     ctx: Context<A>,
     mailbox: flume::Receiver<A::Message>,
     restart_of: Option<Failure>,
+    span: Option<Box<tracing::Span>>,
 ) -> Life<impl Future<Output = ExitReason> + Send> {
     let addr = ctx.addr().clone();
     Life {
         life: Some(live(actor, ctx, mailbox, restart_of)),
         addr,
         ending: None,
+        span,
     }
 }
 
@@ -205,6 +233,8 @@ pin_project_lite::pin_project! {
         life: Option<F>,
         addr: Addr,
         ending: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        // Entered on every poll, so that the actor's handlers, hooks and end run inside it.
+        span: Option<Box<tracing::Span>>,
     }
 }
 
@@ -213,6 +243,7 @@ impl<F: Future<Output = ExitReason>> Future for Life<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let mut this = self.project();
+        let _entered = this.span.as_deref().map(tracing::Span::enter);
         if this.ending.is_none() {
             // A kill wins over everything: the task's waker is registered for every request
             // before anything else is looked at, and a kill drops the actor mid-handler.
@@ -229,6 +260,7 @@ impl<F: Future<Output = ExitReason>> Future for Life<F> {
                 }
             };
             this.life.set(None);
+            crate::stats::ended(&reason);
             let addr = this.addr.clone();
             *this.ending = Some(Box::pin(async move {
                 // Killed or failed: whatever children are left are killed, newest first.
@@ -310,6 +342,15 @@ enum Event<M> {
 /// (and notices a kill).
 const BUDGET: u32 = 128;
 
+/// Counts the events handled since the budget was last full, and fills it again.
+#[inline]
+fn count_handled(budget: &mut u32) {
+    if *budget != BUDGET {
+        crate::stats::handled(BUDGET - *budget);
+        *budget = BUDGET;
+    }
+}
+
 async fn serve<A: Actor>(
     actor: &mut A,
     ctx: &mut Context<A>,
@@ -333,7 +374,12 @@ async fn serve<A: Actor>(
             }
             match mailbox.try_recv() {
                 Ok(msg) => Poll::Ready(Event::Message(msg)),
-                Err(flume::TryRecvError::Empty) => Poll::Pending,
+                Err(flume::TryRecvError::Empty) => {
+                    // Going idle: this poll's events are counted in one go, and the next poll
+                    // starts with a full budget.
+                    count_handled(&mut budget);
+                    Poll::Pending
+                }
                 // Cannot happen while the context holds a sender, but ending is the answer.
                 Err(flume::TryRecvError::Disconnected) => Poll::Ready(Event::Stop),
             }
@@ -346,16 +392,20 @@ async fn serve<A: Actor>(
             // actor's future for its whole life.
             Event::Signal(signal) => Box::pin(notice(actor, ctx, *signal)).await,
         };
+        budget -= 1;
         if let Err(failure) = outcome {
+            count_handled(&mut budget);
             drain(mailbox);
             return ExitReason::Failed(failure);
         }
-        budget -= 1;
         if budget == 0 {
-            budget = BUDGET;
+            // A backlog: the one moment the mailbox depth is worth sampling, and it is rare.
+            count_handled(&mut budget);
+            crate::stats::mailbox_depth(mailbox.len());
             futures_lite::future::yield_now().await;
         }
     }
+    count_handled(&mut budget);
     drain(mailbox);
     ExitReason::Normal
 }
@@ -425,7 +475,7 @@ mod tests {
         let (tx, rx) = flume::bounded::<()>(1);
         let addr = Addr::new(std::sync::Weak::new(), None);
         let ctx = Context::<Idle>::new(ActorRef::new(addr, tx));
-        let future = run(Idle, ctx, rx, None);
+        let future = run(Idle, ctx, rx, None, None);
         let size = std::mem::size_of_val(&future);
         println!("run future: {size} bytes");
         println!("cell: {} bytes", std::mem::size_of::<crate::cell::Cell>());

@@ -148,6 +148,7 @@ mod intensity;
 mod policy;
 mod restarter;
 mod spec;
+pub mod stats;
 mod strategy;
 mod supervisor;
 mod supervisor_ref;

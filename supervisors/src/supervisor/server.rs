@@ -158,6 +158,7 @@ impl Server {
             Decision::Ignore | Decision::Remove => Ok(None),
             Decision::Restart(plan) => {
                 tracing::debug!(%child, %reason, restart = plan.start.len(), "restarting");
+                crate::stats::restart(self.restarter.strategy(), plan.start.len());
                 self.stop_keys(&plan.stop, &mut removed).await;
                 if plan.delay.is_zero() {
                     Ok(Some(Work::Start(plan.id, plan.start)))
@@ -177,6 +178,7 @@ impl Server {
             }
             Decision::Escalate { stop } => {
                 tracing::warn!(%child, %reason, "restart intensity exceeded; escalating");
+                crate::stats::escalation();
                 self.stop_keys(&stop, &mut removed).await;
                 self.by_actor.clear();
                 self.by_id.clear();

@@ -1,0 +1,241 @@
+//! Metrics as Prometheus text: a recorder for the [`metrics`] facade, collectors that fill in
+//! figures at scrape time, and a tiny HTTP responder for `GET /metrics`.
+//!
+//! The layers below record through the `metrics` facade ([`runtime::stats`] publishes the
+//! actor counters, [`supervisors::stats`] records restarts and escalations). This module
+//! installs the one process-wide recorder that turns them into Prometheus text, and serves it.
+//!
+//! # Why `metrics-exporter-prometheus`, without its default features
+//!
+//! The lower crates already speak the `metrics` facade, so its own Prometheus recorder is the
+//! shortest path: it renders the exposition format itself (nothing hand-written here), and with
+//! its default features off it pulls no tokio, hyper or TLS: only the recorder and
+//! [`render`](metrics_exporter_prometheus::PrometheusHandle::render). `prometheus-client` would
+//! have needed a bridge from the facade to its registry, written and maintained here. The HTTP
+//! side is ours ([`serve`](Metrics::serve), on async-net) because the exporter's listener runs
+//! on tokio.
+//!
+//! # Collectors
+//!
+//! Figures that something else owns (a transport's drop counters, gossip's probe results,
+//! chain lag) are read when a scrape comes, by a collector registered with
+//! [`Metrics::register_collector`]. It writes them into a [`Sink`], which hands them to the
+//! recorder as gauges or absolute counters.
+//!
+//! # Metric names
+//!
+//! The runtime's names are listed in [`runtime::stats`], the supervisors' in
+//! [`supervisors::stats`]. Node collectors add theirs, each labelled with `node`.
+//!
+//! # Examples
+//!
+//! ```
+//! use phalanx::metrics::Metrics;
+//!
+//! let metrics = Metrics::install()?;
+//! let _collector = metrics.register_collector(|sink| {
+//!     sink.gauge("example_queue_length", &[("queue", "jobs".to_owned())], 3.0);
+//! });
+//! let text = metrics.render();
+//! assert!(text.contains("example_queue_length{queue=\"jobs\"} 3"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`runtime::stats`]: crate::runtime::stats
+//! [`supervisors::stats`]: crate::supervisors::stats
+
+mod http;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub use http::MetricsServer;
+
+/// The process-wide Prometheus recorder and the collectors run at every scrape.
+///
+/// There is one per process, because the `metrics` facade has one global recorder: get it
+/// with [`Metrics::install`], from anywhere, as often as needed.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    collectors: Arc<Mutex<Vec<(u64, Collector)>>>,
+    next_collector: AtomicU64,
+}
+
+/// A function run at every scrape that writes figures into a [`Sink`].
+type Collector = Box<dyn Fn(&mut Sink) + Send + Sync>;
+
+/// Where a collector writes its figures at scrape time.
+///
+/// Names should be Prometheus names (`snake_case`, with a unit suffix where one applies);
+/// labels should come from small fixed sets (a node id, a reason), never from message contents.
+#[derive(Debug)]
+pub struct Sink {
+    _private: (),
+}
+
+/// Keeps a collector registered; dropping it removes the collector.
+///
+/// The figures it wrote last stay in the rendered text with their last values.
+#[must_use = "dropping the guard removes the collector at once"]
+pub struct CollectorGuard {
+    id: u64,
+    collectors: Arc<Mutex<Vec<(u64, Collector)>>>,
+}
+
+/// Why metrics could not be installed or served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// Another recorder is already installed for the `metrics` facade in this process. Nothing
+    /// was installed.
+    #[error("another metrics recorder is already installed")]
+    RecorderTaken,
+    /// The HTTP listener could not bind its address. Nothing is served.
+    #[error("could not listen for metrics scrapes on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+static INSTALLED: OnceLock<Metrics> = OnceLock::new();
+
+impl Metrics {
+    /// Installs the Prometheus recorder for this process on first call, and returns it.
+    ///
+    /// Later calls return the same recorder. Metrics recorded before the first call are lost.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::RecorderTaken`] if a recorder not from this module is installed.
+    pub fn install() -> Result<&'static Self, MetricsError> {
+        if let Some(metrics) = INSTALLED.get() {
+            return Ok(metrics);
+        }
+        let mut result = Ok(());
+        let metrics = INSTALLED.get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                result = Err(MetricsError::RecorderTaken);
+            } else {
+                phalanx_runtime::stats::describe();
+                phalanx_supervisors::stats::describe();
+            }
+            Self {
+                handle,
+                collectors: Arc::default(),
+                next_collector: AtomicU64::new(0),
+            }
+        });
+        result.map(|()| metrics)
+    }
+
+    /// Registers `collector`, run at every scrape (every [`render`](Self::render)) to write
+    /// figures this process owns into the [`Sink`]; it stays registered while the returned
+    /// guard lives.
+    ///
+    /// Collectors run on the scraping task, one after the other: keep them quick (read a few
+    /// atomics or a snapshot) and never block.
+    pub fn register_collector(
+        &self,
+        collector: impl Fn(&mut Sink) + Send + Sync + 'static,
+    ) -> CollectorGuard {
+        let id = self.next_collector.fetch_add(1, Ordering::Relaxed);
+        lock(&self.collectors).push((id, Box::new(collector)));
+        CollectorGuard {
+            id,
+            collectors: self.collectors.clone(),
+        }
+    }
+
+    /// Runs the collectors, publishes the runtime's counters and renders every metric as
+    /// Prometheus text (exposition format 0.0.4).
+    pub fn render(&self) -> String {
+        phalanx_runtime::stats::publish();
+        {
+            let collectors = lock(&self.collectors);
+            let mut sink = Sink { _private: () };
+            for (id, collector) in collectors.iter() {
+                // One collector's bug must not take the scrape (or the responder) down.
+                let run = std::panic::AssertUnwindSafe(|| collector(&mut sink));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::warn!(collector = id, "a metrics collector panicked");
+                }
+            }
+        }
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+
+    /// Serves `GET /metrics` as Prometheus text on `addr` (port 0 picks a free port), on the
+    /// current runtime, until the returned server is dropped.
+    ///
+    /// Anything else gets a one-line error: 404 for another path, 405 for another method, 400
+    /// for a malformed request, 431 for one larger than 8 KiB. At most 32 connections are
+    /// served at once; more are closed at once.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::Bind`] if the address cannot be bound.
+    pub async fn serve(&'static self, addr: SocketAddr) -> Result<MetricsServer, MetricsError> {
+        http::serve(self, addr).await
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("collectors", &lock(&self.collectors).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sink {
+    /// Sets the gauge `name` with these labels to `value`.
+    pub fn gauge(&mut self, name: &str, labels: &[(&'static str, String)], value: f64) {
+        metrics::gauge!(name.to_owned(), to_labels(labels)).set(value);
+    }
+
+    /// Sets the counter `name` with these labels to `total`, a count that only grows (a
+    /// transport's dropped frames so far, say). The counter is never lowered.
+    pub fn counter(&mut self, name: &str, labels: &[(&'static str, String)], total: u64) {
+        metrics::counter!(name.to_owned(), to_labels(labels)).absolute(total);
+    }
+}
+
+impl Drop for CollectorGuard {
+    fn drop(&mut self) {
+        lock(&self.collectors).retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl fmt::Debug for CollectorGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectorGuard")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+fn to_labels(labels: &[(&'static str, String)]) -> Vec<metrics::Label> {
+    labels
+        .iter()
+        .map(|(key, value)| metrics::Label::new(*key, value.clone()))
+        .collect()
+}
+
+/// Locks the collectors; a collector that panicked while they were held leaves them usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! The exporter end to end: a recorder, a supervisor that restarts a child, a collector, and
+//! raw TCP scrapes on loopback, good and bad.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_net::TcpStream;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime};
+use phalanx_supervisors::{ChildSpec, Strategy, Supervisor};
+
+use super::Metrics;
+use super::http::MAX_REQUEST;
+
+struct Fragile;
+
+impl Actor for Fragile {
+    type Message = (bool, Reply<()>);
+
+    async fn handle(
+        &mut self,
+        _: &mut Context<Self>,
+        (fail, reply): Self::Message,
+    ) -> Result<(), HandlerError> {
+        assert!(!fail, "asked to fail");
+        let _ = reply.send(());
+        Ok(())
+    }
+}
+
+/// Sends `request` and returns everything the server wrote before it closed.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(request).await?;
+    // Half-closes: a truncated request then ends instead of waiting for the deadline.
+    stream.close().await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+fn status_line(response: &str) -> &str {
+    response.lines().next().unwrap_or("")
+}
+
+#[test]
+fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn std::error::Error>>
+{
+    let metrics = Metrics::install()?;
+    // A second install hands back the same recorder.
+    assert!(std::ptr::eq(metrics, Metrics::install()?));
+    let runtime = Runtime::builder().worker_threads(2).build()?;
+    runtime.block_on(async {
+        let _collector = metrics.register_collector(|sink| {
+            sink.gauge("test_probe_rtt_seconds", &[("node", "n1".to_owned())], 0.25);
+            sink.counter(
+                "test_dropped_frames_total",
+                &[("reason", "mac".to_owned())],
+                7,
+            );
+        });
+        let server = metrics.serve("127.0.0.1:0".parse()?).await?;
+        let addr = server.local_addr();
+
+        let supervisor = Supervisor::new(Strategy::OneForOne)
+            .child(ChildSpec::new("fragile", || Fragile))
+            .start()?;
+        let first = supervisor
+            .child::<(bool, Reply<()>)>("fragile")
+            .await?
+            .ok_or("no child")?;
+        let ask = Duration::from_secs(5);
+        first.ask(|reply| (false, reply), ask).await?;
+        let _ = first.ask(|reply| (true, reply), ask).await;
+        first.wait().await;
+        // Wait (bounded) for the restarted child, so the restart has been recorded.
+        let mut restarted = false;
+        for _ in 0..500 {
+            if let Some(child) = supervisor.child::<(bool, Reply<()>)>("fragile").await?
+                && child.id() != first.id()
+            {
+                restarted = true;
+                break;
+            }
+            phalanx_runtime::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(restarted, "the child was not restarted");
+
+        let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+        assert_eq!(status_line(&ok), "HTTP/1.1 200 OK");
+        assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
+        for expected in [
+            "phalanx_actor_messages_total ",
+            "phalanx_actors_started_total ",
+            "phalanx_actor_failures_total{kind=\"panic\"} ",
+            "phalanx_actors_stopped_total{reason=\"failed\"} ",
+            "phalanx_actors_live ",
+            "phalanx_supervisor_restarts_total{strategy=\"one_for_one\"} ",
+            "test_probe_rtt_seconds{node=\"n1\"} 0.25",
+            "test_dropped_frames_total{reason=\"mac\"} 7",
+            "# HELP phalanx_actor_messages_total",
+        ] {
+            assert!(ok.contains(expected), "missing {expected:?} in\n{ok}");
+        }
+
+        let head = exchange(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await?;
+        assert_eq!(status_line(&head), "HTTP/1.1 200 OK");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+
+        let cases: [(&[u8], &str); 5] = [
+            (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 404 Not Found"),
+            (
+                b"DELETE /metrics HTTP/1.1\r\n\r\n",
+                "HTTP/1.1 405 Method Not Allowed",
+            ),
+            (b"\x00\xff\x13garbage\r\n\r\n", "HTTP/1.1 400 Bad Request"),
+            (
+                b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
+                "HTTP/1.1 400 Bad Request",
+            ),
+            (
+                &[b'A'; MAX_REQUEST],
+                "HTTP/1.1 431 Request Header Fields Too Large",
+            ),
+        ];
+        for (request, expected) in cases {
+            let response = exchange(addr, request).await?;
+            assert_eq!(status_line(&response), expected);
+            // One-line error bodies.
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+            assert_eq!(body.lines().count(), 1, "{response}");
+        }
+        // A client that connects and leaves at once gets nothing, and harms nothing.
+        drop(TcpStream::connect(addr).await?);
+        let again = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await?;
+        assert_eq!(status_line(&again), "HTTP/1.1 200 OK");
+
+        drop(server);
+        supervisor.shutdown().await?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
+    runtime.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
