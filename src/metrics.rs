@@ -24,8 +24,43 @@
 //!
 //! # Metric names
 //!
-//! The runtime's names are listed in [`runtime::stats`], the supervisors' in
-//! [`supervisors::stats`]. Node collectors add theirs, each labelled with `node`.
+//! Every metric phalanx exports, in one place. Labels come from small fixed sets, never from
+//! actor ids or message contents, so the number of series stays bounded.
+//!
+//! Recorded by the runtime ([`runtime::stats`], published at each scrape):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `phalanx_actor_messages_total` | counter | | messages and system notices handled by actors |
+//! | `phalanx_actors_started_total` | counter | | actors started |
+//! | `phalanx_actors_stopped_total` | counter | `reason` = `normal`, `killed`, `failed`, `lost` | actors ended, by exit reason |
+//! | `phalanx_actor_failures_total` | counter | `kind` = `panic`, `error`, `linked` | actors that failed, by cause |
+//! | `phalanx_actors_live` | gauge | | actors started and not ended yet |
+//! | `phalanx_mailbox_depth_max` | gauge | | deepest mailbox sampled since the previous scrape |
+//! | `phalanx_mailbox_depth` | histogram | | mailbox depth of busy actors, sampled when they yield their worker |
+//!
+//! Recorded by supervisors ([`supervisors::stats`], as they happen):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `phalanx_supervisor_restarts_total` | counter | `strategy` = `one_for_one`, `one_for_all`, `rest_for_one` | restart decisions |
+//! | `phalanx_supervisor_restarted_children_total` | counter | `strategy` | children started again by those decisions |
+//! | `phalanx_supervisor_escalations_total` | counter | | supervisors that exceeded their restart intensity |
+//!
+//! Reserved for the node, each labelled with `node` (the node id); the constants below name
+//! them ([`TRANSPORT_DROPPED_FRAMES`] and the rest):
+//!
+//! | name | type | extra labels | meaning |
+//! |---|---|---|---|
+//! | `phalanx_transport_dropped_frames_total` | counter | `reason` (the transport's drop reasons) | frames dropped on receipt |
+//! | `phalanx_gossip_probes_total` | counter | `result` = `ack`, `indirect_ack`, `timeout` | failure-detector probes, by outcome |
+//! | `phalanx_gossip_members` | gauge | `state` = `alive`, `suspect`, `dead`, `left` | members as this node sees them |
+//! | `phalanx_gossip_local_health` | gauge | | Lifeguard local health (0 = healthy) |
+//! | `phalanx_chain_lag` | gauge | | versions this replica's clean state trails the newest it holds |
+//! | `phalanx_chain_write_seconds` | histogram | | write latency seen by this node's chain client, request to acknowledgement |
+//!
+//! Histograms whose names end in `_seconds` are exported as Prometheus histograms with
+//! latency buckets from 100 µs to 10 s; `phalanx_mailbox_depth` with buckets from 1 to 65,536.
 //!
 //! # Examples
 //!
@@ -51,7 +86,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use http::MetricsServer;
 
@@ -94,6 +129,9 @@ pub enum MetricsError {
     /// was installed.
     #[error("another metrics recorder is already installed")]
     RecorderTaken,
+    /// The recorder could not be configured (its histogram buckets). Nothing was installed.
+    #[error("the metrics recorder could not be built: {0}")]
+    Build(String),
     /// The HTTP listener could not bind its address. Nothing is served.
     #[error("could not listen for metrics scrapes on {addr}: {source}")]
     Bind {
@@ -105,6 +143,29 @@ pub enum MetricsError {
     },
 }
 
+/// Frames a transport dropped on receipt, labelled `node` and `reason` (counter).
+pub const TRANSPORT_DROPPED_FRAMES: &str = "phalanx_transport_dropped_frames_total";
+/// Failure-detector probes, labelled `node` and `result` (counter).
+pub const GOSSIP_PROBES: &str = "phalanx_gossip_probes_total";
+/// Members by state as a node sees them, labelled `node` and `state` (gauge).
+pub const GOSSIP_MEMBERS: &str = "phalanx_gossip_members";
+/// Lifeguard local health score, labelled `node` (gauge).
+pub const GOSSIP_LOCAL_HEALTH: &str = "phalanx_gossip_local_health";
+/// How far a replica's clean state trails the newest version it holds, labelled `node` (gauge).
+pub const CHAIN_LAG: &str = "phalanx_chain_lag";
+/// Chain write latency from request to acknowledgement, labelled `node` (histogram, seconds).
+pub const CHAIN_WRITE_SECONDS: &str = "phalanx_chain_write_seconds";
+
+/// Buckets of every `*_seconds` histogram: 100 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+/// Buckets of the mailbox-depth histogram.
+const DEPTH_BUCKETS: [f64; 9] = [
+    1.0, 8.0, 64.0, 128.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0,
+];
+
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();
 
 impl Metrics {
@@ -114,14 +175,24 @@ impl Metrics {
     ///
     /// # Errors
     ///
-    /// [`MetricsError::RecorderTaken`] if a recorder not from this module is installed.
+    /// [`MetricsError::RecorderTaken`] if a recorder not from this module is installed;
+    /// [`MetricsError::Build`] if the recorder could not be configured.
     pub fn install() -> Result<&'static Self, MetricsError> {
         if let Some(metrics) = INSTALLED.get() {
             return Ok(metrics);
         }
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(
+                    Matcher::Full(phalanx_runtime::stats::MAILBOX_DEPTH.into()),
+                    &DEPTH_BUCKETS,
+                )
+            })
+            .map_err(|error| MetricsError::Build(error.to_string()))?;
         let mut result = Ok(());
         let metrics = INSTALLED.get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 result = Err(MetricsError::RecorderTaken);

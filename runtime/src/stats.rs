@@ -10,17 +10,8 @@
 //!
 //! The figures are for the whole process: every runtime in it adds to the same counters.
 //!
-//! # Metric names
-//!
-//! | name | type | labels | meaning |
-//! |------|------|--------|---------|
-//! | `phalanx_actor_messages_total` | counter | | messages and system notices handled by actors |
-//! | `phalanx_actors_started_total` | counter | | actors started |
-//! | `phalanx_actors_stopped_total` | counter | `reason`: `normal`, `killed`, `failed`, `lost` | actors ended, by exit reason (`lost`: no such actor, node down) |
-//! | `phalanx_actor_failures_total` | counter | `kind`: `panic`, `error`, `linked` | actors that failed, by what failed them |
-//! | `phalanx_actors_live` | gauge | | actors started and not ended yet |
-//! | `phalanx_mailbox_depth_max` | gauge | | deepest mailbox sampled since the previous [`publish`] |
-//! | `phalanx_mailbox_depth` | histogram | | mailbox depth, sampled when a busy actor yields |
+//! The names are the constants below; the one list of every phalanx metric, with labels and
+//! meanings, is in the docs of the `phalanx::metrics` module.
 //!
 //! Mailbox depth is sampled only where it costs nothing extra: when an actor has handled a full
 //! budget of events in one poll and yields its worker, that is, only for actors with a backlog.

@@ -86,6 +86,7 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
         }
         assert!(restarted, "the child was not restarted");
 
+        metrics::histogram!(super::CHAIN_WRITE_SECONDS, "node" => "n1").record(0.003);
         let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
         assert_eq!(status_line(&ok), "HTTP/1.1 200 OK");
         assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
@@ -99,6 +100,7 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
             "test_probe_rtt_seconds{node=\"n1\"} 0.25",
             "test_dropped_frames_total{reason=\"mac\"} 7",
             "# HELP phalanx_actor_messages_total",
+            "phalanx_chain_write_seconds_bucket{node=\"n1\",le=\"0.005\"} 1",
         ] {
             assert!(ok.contains(expected), "missing {expected:?} in\n{ok}");
         }

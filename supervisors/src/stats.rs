@@ -4,13 +4,8 @@
 //! (one registry look-up each) rather than through counters of their own. Without an
 //! installed recorder they cost nothing.
 //!
-//! # Metric names
-//!
-//! | name | type | labels | meaning |
-//! |------|------|--------|---------|
-//! | `phalanx_supervisor_restarts_total` | counter | `strategy`: `one_for_one`, `one_for_all`, `rest_for_one` | restart decisions (one per exit that caused a restart) |
-//! | `phalanx_supervisor_restarted_children_total` | counter | `strategy` | children started again by those restarts |
-//! | `phalanx_supervisor_escalations_total` | counter | | supervisors that exceeded their restart intensity and gave up |
+//! The names are the constants below; the one list of every phalanx metric, with labels and
+//! meanings, is in the docs of the `phalanx::metrics` module.
 
 use crate::Strategy;
 
