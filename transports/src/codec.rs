@@ -9,7 +9,7 @@ use crate::counters::DropCounters;
 use crate::envelope;
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{ClusterId, Frame, FrameHeader, FrameKind, Incarnation, NodeId};
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, Nonces};
 use crate::replay::{ReplayTable, Verdict};
 
 /// Default largest datagram: fits a 1,500-byte Ethernet MTU with room for IP and UDP headers.
@@ -127,6 +127,8 @@ pub struct Codec {
     stream_sequence: u64,
     replay: ReplayTable,
     counters: DropCounters,
+    /// Where sealing nonces come from.
+    nonces: Nonces,
 }
 
 impl Codec {
@@ -140,6 +142,7 @@ impl Codec {
             stream_sequence: 0,
             replay,
             counters: DropCounters::default(),
+            nonces: Nonces::new(),
         }
     }
 
@@ -161,6 +164,7 @@ impl Codec {
         envelope::seal(
             &mut out,
             &self.security,
+            &mut self.nonces,
             &header,
             payload,
             self.config.max_datagram,
@@ -221,6 +225,7 @@ impl Codec {
         if let Err(error) = envelope::seal(
             out,
             &self.security,
+            &mut self.nonces,
             &header,
             payload,
             self.config.stream_frame_limit(),
@@ -253,7 +258,14 @@ impl Codec {
         self.stream_sequence += 1;
         let header = self.header(kind, self.stream_sequence);
         let max = self.config.stream_frame_limit();
-        let envelope = envelope::seal_in_place(buf, STREAM_HEADROOM, &self.security, &header, max)?;
+        let envelope = envelope::seal_in_place(
+            buf,
+            STREAM_HEADROOM,
+            &self.security,
+            &mut self.nonces,
+            &header,
+            max,
+        )?;
         let envelope_len = buf.len() - envelope;
         let (Some(start), Ok(len)) = (envelope.checked_sub(4), u32::try_from(envelope_len)) else {
             return Err(EncodeError::TooLarge {

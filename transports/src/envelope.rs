@@ -47,7 +47,7 @@ use crate::error::{DecodeError, EncodeError};
 use crate::frame::{
     ClusterId, Frame, FrameHeader, FrameKind, Incarnation, NodeId, PROTOCOL_VERSION,
 };
-use crate::keyring::{self, KeyId};
+use crate::keyring::{KeyId, Nonces};
 
 /// The first four bytes of every envelope.
 pub(crate) const MAGIC: [u8; 4] = *b"PHLX";
@@ -73,12 +73,13 @@ struct WireHeader {
 pub(crate) fn seal(
     out: &mut Vec<u8>,
     security: &Security,
+    nonces: &mut Nonces,
     header: &FrameHeader,
     payload: &[u8],
     max: usize,
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    let result = seal_unchecked(out, security, header, payload, max);
+    let result = seal_unchecked(out, security, nonces, header, payload, max);
     if result.is_err() {
         out.truncate(start);
     }
@@ -88,6 +89,7 @@ pub(crate) fn seal(
 fn seal_unchecked(
     out: &mut Vec<u8>,
     security: &Security,
+    nonces: &mut Nonces,
     header: &FrameHeader,
     payload: &[u8],
     max: usize,
@@ -125,8 +127,7 @@ fn seal_unchecked(
         }
         Security::Keyring(ring) => {
             let key = ring.primary_key();
-            let mut nonce = XNonce::default();
-            keyring::fill_random(&mut nonce)?;
+            let nonce = nonces.next()?;
             out.extend_from_slice(&key.id.0.to_le_bytes());
             out.extend_from_slice(&nonce);
             out.extend_from_slice(frame_header);
@@ -151,6 +152,7 @@ pub(crate) fn seal_in_place(
     buf: &mut Vec<u8>,
     headroom: usize,
     security: &Security,
+    nonces: &mut Nonces,
     header: &FrameHeader,
     max: usize,
 ) -> Result<usize, EncodeError> {
@@ -182,8 +184,7 @@ pub(crate) fn seal_in_place(
     envelope[envelope_header_len..headers].copy_from_slice(frame_header);
     if let Security::Keyring(ring) = security {
         let key = ring.primary_key();
-        let mut nonce = XNonce::default();
-        keyring::fill_random(&mut nonce)?;
+        let nonce = nonces.next()?;
         envelope[PREFIX_LEN..PREFIX_LEN + 4].copy_from_slice(&key.id.0.to_le_bytes());
         envelope[PREFIX_LEN + 4..SEALED_HEADER_LEN].copy_from_slice(&nonce);
         let (associated, body) = envelope.split_at_mut(SEALED_HEADER_LEN);
