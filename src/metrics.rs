@@ -62,6 +62,42 @@
 //! Histograms whose names end in `_seconds` are exported as Prometheus histograms with
 //! latency buckets from 100 µs to 10 s; `phalanx_mailbox_depth` with buckets from 1 to 65,536.
 //!
+//! # Wiring a node
+//!
+//! The program installs the recorder and serves it (`--metrics ADDR`) before it starts nodes;
+//! each node, when [`Metrics::installed`] says metrics are on, registers one collector for the
+//! figures it owns, keeps the [`CollectorGuard`] for its life and labels everything with its
+//! id:
+//!
+//! ```no_run
+//! # #[allow(dead_code)]
+//! # async fn demo(addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! use phalanx::metrics::{Metrics, TRANSPORT_DROPPED_FRAMES};
+//!
+//! // In the program, for --metrics ADDR:
+//! let server = Metrics::install()?.serve(addr).await?;
+//!
+//! // In the node (here one drop counter stands for the transport's counters by reason):
+//! let node_id = "0af3".to_owned();
+//! let dropped_bad_mac = Arc::new(AtomicU64::new(0));
+//! let guard = Metrics::installed().map(|metrics| {
+//!     let dropped = dropped_bad_mac.clone();
+//!     metrics.register_collector(move |sink| {
+//!         let labels = [("node", node_id.clone()), ("reason", "bad_mac".to_owned())];
+//!         sink.counter(TRANSPORT_DROPPED_FRAMES, &labels, dropped.load(Ordering::Relaxed));
+//!     })
+//! });
+//! # drop((server, guard));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Latencies are events, not state: record them where they happen, with
+//! `metrics::histogram!(CHAIN_WRITE_SECONDS, "node" => id).record(seconds)`.
+//!
 //! # Examples
 //!
 //! ```
@@ -207,6 +243,13 @@ impl Metrics {
             }
         });
         result.map(|()| metrics)
+    }
+
+    /// The recorder, if [`install`](Self::install) has been called in this process.
+    ///
+    /// For library code (a node) that adds collectors only when the program exports metrics.
+    pub fn installed() -> Option<&'static Self> {
+        INSTALLED.get()
     }
 
     /// Registers `collector`, run at every scrape (every [`render`](Self::render)) to write

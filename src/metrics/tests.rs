@@ -49,6 +49,7 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
     let metrics = Metrics::install()?;
     // A second install hands back the same recorder.
     assert!(std::ptr::eq(metrics, Metrics::install()?));
+    assert!(Metrics::installed().is_some_and(|installed| std::ptr::eq(metrics, installed)));
     let runtime = Runtime::builder().worker_threads(2).build()?;
     runtime.block_on(async {
         let _collector = metrics.register_collector(|sink| {
