@@ -1,0 +1,133 @@
+//! `phalanx node` processes on loopback for the real-process tests, and the CLI that talks to
+//! them. Every process is killed when its handle is dropped, so a failing test leaves
+//! nothing behind.
+
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The `phalanx` binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+
+/// A node process, killed when dropped.
+pub(crate) struct NodeProcess {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback address whose port was free for both TCP and UDP a moment ago.
+pub(crate) fn free_addr() -> SocketAddr {
+    for _ in 0..100 {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port");
+}
+
+/// Makes a cluster key in `dir`.
+pub(crate) fn keygen(dir: &Path) -> PathBuf {
+    let key = dir.join("cluster.key");
+    let output = Command::new(BIN)
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(output.status.success(), "{output:?}");
+    key
+}
+
+/// Starts a chain node at `listen` with a 100 ms protocol period, the configuration group
+/// `group`, and every address of `seeds` other than its own as a seed.
+pub(crate) fn start_chain_node(
+    key: &Path,
+    listen: SocketAddr,
+    group: &[SocketAddr],
+    seeds: &[SocketAddr],
+) -> NodeProcess {
+    let group: Vec<String> = group.iter().map(ToString::to_string).collect();
+    let mut command = Command::new(BIN);
+    command
+        .args(["node", "--listen", &listen.to_string()])
+        .args(["--probe-interval", "100"])
+        .args(["--chain-group", &group.join(",")])
+        .arg("--cluster-key-file")
+        .arg(key);
+    for seed in seeds.iter().filter(|a| **a != listen) {
+        command.args(["--seed", &seed.to_string()]);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    NodeProcess {
+        child,
+        addr: listen,
+    }
+}
+
+/// Runs the CLI with the cluster key and a bound on how long it waits for the node.
+pub(crate) fn cli(key: &Path, timeout: Duration, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--cluster-key-file")
+        .arg(key)
+        .args(["--timeout", &timeout.as_secs().max(1).to_string()])
+        .output()
+        .expect("the CLI runs")
+}
+
+/// The chain's member addresses, head first, when every member reports its progress.
+pub(crate) fn chain_members(key: &Path, node: SocketAddr) -> Option<Vec<SocketAddr>> {
+    let output = cli(
+        key,
+        Duration::from_secs(10),
+        &["chain", "status", "--node", &node.to_string()],
+    );
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut members = Vec::new();
+    for line in text.lines().skip_while(|l| !l.starts_with("POS")).skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() != 6 || !fields[0].chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if fields[3] == "?" {
+            return None;
+        }
+        members.push(fields[2].parse().ok()?);
+    }
+    Some(members)
+}
+
+/// Waits (bounded: 60 s) until the chain has `length` members that all answer.
+pub(crate) fn until_chain_of(key: &Path, nodes: &[SocketAddr], length: usize) -> Vec<SocketAddr> {
+    for round in 0..300 {
+        let node = nodes[round % nodes.len()];
+        if let Some(members) = chain_members(key, node)
+            && members.len() == length
+        {
+            return members;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the chain never had {length} answering members");
+}
