@@ -2,30 +2,15 @@
 //! SIGKILL is declared dead by the others, a node stopped with SIGTERM leaves gracefully, and
 //! operator commands fail with one clear line.
 
-use std::net::{SocketAddr, TcpListener};
+#[path = "support/nodes.rs"]
+mod nodes;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
-
-/// A node process, killed when dropped so that a failing test leaves nothing behind.
-struct NodeProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
-}
+use nodes::{BIN, NodeProcess, free_addr, keygen_named as keygen, start_node};
 
 fn start(key: &Path, seed: Option<SocketAddr>) -> NodeProcess {
     match seed {
@@ -36,29 +21,8 @@ fn start(key: &Path, seed: Option<SocketAddr>) -> NodeProcess {
 
 /// Starts a node on a free loopback port with extra `phalanx node` arguments.
 fn start_with(key: &Path, args: &[&str]) -> NodeProcess {
-    let addr = free_addr();
-    let mut command = Command::new(BIN);
-    command
-        .args(["node", "--listen", &addr.to_string(), "--cluster-key-file"])
-        .arg(key)
-        .args(args);
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts");
-    NodeProcess { child, addr }
-}
-
-fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
-    let key = dir.join(name);
-    let keygen = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen");
-    assert!(keygen.status.success(), "{keygen:?}");
-    key
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    start_node(key, free_addr(), &args)
 }
 
 fn members(node: SocketAddr, key: &Path) -> Output {

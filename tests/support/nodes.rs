@@ -42,7 +42,12 @@ pub(crate) fn free_addr() -> SocketAddr {
 
 /// Makes a cluster key in `dir`.
 pub(crate) fn keygen(dir: &Path) -> PathBuf {
-    let key = dir.join("cluster.key");
+    keygen_named(dir, "cluster.key")
+}
+
+/// Makes a cluster key in the file `name` of `dir`.
+pub(crate) fn keygen_named(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
     let output = Command::new(BIN)
         .args(["keygen", "--out"])
         .arg(&key)
@@ -50,6 +55,27 @@ pub(crate) fn keygen(dir: &Path) -> PathBuf {
         .expect("keygen");
     assert!(output.status.success(), "{output:?}");
     key
+}
+
+/// Starts `phalanx node` at `listen` with the cluster key and extra arguments.
+pub(crate) fn start_node(key: &Path, listen: SocketAddr, args: &[String]) -> NodeProcess {
+    let child = Command::new(BIN)
+        .args([
+            "node",
+            "--listen",
+            &listen.to_string(),
+            "--cluster-key-file",
+        ])
+        .arg(key)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node starts");
+    NodeProcess {
+        child,
+        addr: listen,
+    }
 }
 
 /// Starts a chain node at `listen` with a 100 ms protocol period, the configuration group
@@ -61,25 +87,16 @@ pub(crate) fn start_chain_node(
     seeds: &[SocketAddr],
 ) -> NodeProcess {
     let group: Vec<String> = group.iter().map(ToString::to_string).collect();
-    let mut command = Command::new(BIN);
-    command
-        .args(["node", "--listen", &listen.to_string()])
-        .args(["--probe-interval", "100"])
-        .args(["--chain-group", &group.join(",")])
-        .arg("--cluster-key-file")
-        .arg(key);
+    let mut args = vec![
+        "--probe-interval".to_owned(),
+        "100".to_owned(),
+        "--chain-group".to_owned(),
+        group.join(","),
+    ];
     for seed in seeds.iter().filter(|a| **a != listen) {
-        command.args(["--seed", &seed.to_string()]);
+        args.extend(["--seed".to_owned(), seed.to_string()]);
     }
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts");
-    NodeProcess {
-        child,
-        addr: listen,
-    }
+    start_node(key, listen, &args)
 }
 
 /// Runs the CLI with the cluster key and a bound on how long it waits for the node.
