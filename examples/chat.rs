@@ -82,6 +82,22 @@ async fn await_members(node: &Node, count: usize) -> Result<(), Box<dyn std::err
     .into())
 }
 
+/// Waits (bounded: 10 s) until `node` sees `count` members alive (itself included).
+async fn await_alive(node: &Node, count: usize) -> Result<(), Box<dyn std::error::Error>> {
+    for _ in 0..400 {
+        let alive = node
+            .members()
+            .iter()
+            .filter(|row| row.state == "alive")
+            .count();
+        if alive == count {
+            return Ok(());
+        }
+        phalanx::sleep(Duration::from_millis(25)).await;
+    }
+    Err(format!("{} never saw {count} members alive", node.id()).into())
+}
+
 /// Waits (bounded: 10 s) until `user` has received `line`.
 async fn await_line(user: &ActorRef<Chat>, line: &str) -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..400 {
@@ -111,6 +127,11 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
         let seed = vec![first.local_addr()];
         let second = Node::start(config(seed.clone())?).await?;
         let third = Node::start(config(seed)?).await?;
+
+        // Services start in the background: wait until every node sees all three alive.
+        for node in [&first, &second, &third] {
+            await_alive(node, 3).await?;
+        }
 
         // One user per node, all in the same room.
         let mut users = Vec::new();
