@@ -87,6 +87,9 @@ pub struct NodeConfig {
     /// The addresses of the chain configuration group, identical on every node; empty
     /// disables chains. See the module docs on how chains are configured.
     pub chain_group: Vec<SocketAddr>,
+    /// Run a chain replica (the default). Without one, a node with a chain group is a
+    /// client-only node: [`Node::kv`] works, but the node never joins the chain.
+    pub chain_replica: bool,
 }
 
 /// A running node.
@@ -150,6 +153,7 @@ impl NodeConfig {
             key: None,
             gossip: GossipConfig::default(),
             chain_group: Vec::new(),
+            chain_replica: true,
         }
     }
 }
@@ -221,6 +225,7 @@ impl Node {
                 incarnation,
                 &config.chain_group,
                 config.key.is_some(),
+                config.chain_replica,
             ))
         });
         let admin_spec = {

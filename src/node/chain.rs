@@ -91,6 +91,8 @@ pub(crate) struct ChainServices {
     incarnation: u64,
     /// Restarts of the replica actor so far.
     restarts: AtomicU64,
+    /// Whether this node runs a replica (else it is client-only).
+    replica: bool,
 }
 
 /// The local registry names of a node's chain actors.
@@ -109,6 +111,7 @@ impl ChainServices {
         incarnation: u64,
         group: &[SocketAddr],
         authenticated: bool,
+        replica: bool,
     ) -> ChainServices {
         let mut group = group.to_vec();
         group.sort();
@@ -133,6 +136,7 @@ impl ChainServices {
             peers: Mutex::new(HashMap::new()),
             incarnation: incarnation << 16,
             restarts: AtomicU64::new(0),
+            replica,
         }
     }
 
@@ -170,25 +174,27 @@ impl ChainServices {
                 .capacity(MAILBOX),
             );
         }
-        let services = self.clone();
-        specs.push(
-            ChildSpec::new("chain.replica", move || {
-                let restarts = services.restarts.fetch_add(1, Ordering::Relaxed);
-                let incarnation = services.incarnation | (restarts & 0xffff);
-                let replica = Replica::<KvMap>::new(
-                    ReplicaId(services.me),
-                    incarnation,
-                    ReplicaSettings::new(services.group_ids()),
-                );
-                ReplicaActor::new(
-                    replica,
-                    Arc::new(Transport(services.clone())),
-                    DriverSettings::default(),
-                )
-            })
-            .registered(self.names.replica.clone())
-            .capacity(MAILBOX),
-        );
+        if self.replica {
+            let services = self.clone();
+            specs.push(
+                ChildSpec::new("chain.replica", move || {
+                    let restarts = services.restarts.fetch_add(1, Ordering::Relaxed);
+                    let incarnation = services.incarnation | (restarts & 0xffff);
+                    let replica = Replica::<KvMap>::new(
+                        ReplicaId(services.me),
+                        incarnation,
+                        ReplicaSettings::new(services.group_ids()),
+                    );
+                    ReplicaActor::new(
+                        replica,
+                        Arc::new(Transport(services.clone())),
+                        DriverSettings::default(),
+                    )
+                })
+                .registered(self.names.replica.clone())
+                .capacity(MAILBOX),
+            );
+        }
         let services = self.clone();
         specs.push(
             ChildSpec::new("chain.client", move || {
