@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime};
-use phalanx_supervisors::{ChildSpec, Strategy, Supervisor};
+use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime, Spawn};
+use phalanx_supervisors::{ChildSpec, Intensity, Strategy, Supervisor};
 
 use super::Metrics;
 use super::http::MAX_REQUEST;
@@ -24,6 +24,24 @@ impl Actor for Fragile {
     ) -> Result<(), HandlerError> {
         assert!(!fail, "asked to fail");
         let _ = reply.send(());
+        Ok(())
+    }
+}
+
+/// Holds back in `started` until released, so that its mailbox fills up first.
+struct Backlogged {
+    release: flume::Receiver<()>,
+}
+
+impl Actor for Backlogged {
+    type Message = u32;
+
+    async fn started(&mut self, _: &mut Context<Self>) -> Result<(), HandlerError> {
+        let _ = self.release.recv_async().await;
+        Ok(())
+    }
+
+    async fn handle(&mut self, _: &mut Context<Self>, _: u32) -> Result<(), HandlerError> {
         Ok(())
     }
 }
@@ -87,6 +105,34 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
         }
         assert!(restarted, "the child was not restarted");
 
+        // An escalation: no restart allowed, so the first failure gives up.
+        let brittle = Supervisor::new(Strategy::OneForOne)
+            .intensity(Intensity::new(0, Duration::from_secs(10)))
+            .child(ChildSpec::new("fragile", || Fragile))
+            .start()?;
+        let child = brittle
+            .child::<(bool, Reply<()>)>("fragile")
+            .await?
+            .ok_or("no child")?;
+        let _ = child.ask(|reply| (true, reply), ask).await;
+        assert!(brittle.wait().await.is_err(), "the supervisor escalates");
+
+        // A backlog: 300 messages wait before the actor handles any, so it yields with a
+        // full mailbox behind it and its depth is sampled.
+        let (release, held) = flume::bounded(1);
+        let backlogged = Spawn::new(Backlogged { release: held }).start()?;
+        for n in 0..300 {
+            backlogged.try_tell(n).map_err(|_| "mailbox full")?;
+        }
+        release.send_async(()).await?;
+        for _ in 0..1000 {
+            if backlogged.mailbox_len() == 0 {
+                break;
+            }
+            phalanx_runtime::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(backlogged.mailbox_len(), 0);
+
         metrics::histogram!(super::CHAIN_WRITE_SECONDS, "node" => "n1").record(0.003);
         let ok = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await?;
         assert_eq!(status_line(&ok), "HTTP/1.1 200 OK");
@@ -101,10 +147,19 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
             "test_probe_rtt_seconds{node=\"n1\"} 0.25",
             "test_dropped_frames_total{reason=\"mac\"} 7",
             "# HELP phalanx_actor_messages_total",
+            "phalanx_supervisor_escalations_total ",
+            "phalanx_mailbox_depth_bucket{le=\"256\"} ",
             "phalanx_chain_write_seconds_bucket{node=\"n1\",le=\"0.005\"} 1",
         ] {
             assert!(ok.contains(expected), "missing {expected:?} in\n{ok}");
         }
+
+        let deepest = ok
+            .lines()
+            .find_map(|line| line.strip_prefix("phalanx_mailbox_depth_max "))
+            .and_then(|value| value.parse::<f64>().ok())
+            .ok_or("no mailbox depth maximum")?;
+        assert!(deepest >= 1.0, "a backlog was sampled: {deepest}");
 
         let head = exchange(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await?;
         assert_eq!(status_line(&head), "HTTP/1.1 200 OK");
