@@ -17,6 +17,7 @@
 //! budget of events in one poll and yields its worker, that is, only for actors with a backlog.
 //! An actor that keeps up with its mailbox never appears in it.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::{ExitReason, FailureKind};
@@ -203,18 +204,27 @@ static SHARDS: [Shard; SHARD_COUNT] = [const {
 
 static DEEPEST: AtomicU64 = AtomicU64::new(0);
 
+/// Marks a thread that has no shard yet.
+const UNASSIGNED: usize = usize::MAX;
+
 thread_local! {
-    /// This thread's shard, assigned round robin at its first count.
-    static SHARD: usize = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed) % SHARD_COUNT
-    };
+    /// This thread's shard, assigned round robin at its first count. Const-initialised (no
+    /// lazy-initialisation check, no destructor), so reading it is one thread-local load.
+    static SHARD: Cell<usize> = const { Cell::new(UNASSIGNED) };
 }
 
 #[inline]
 fn add(counter: Counter, n: u64) {
-    // A thread being torn down has no shard any more; its last counts go to shard 0.
-    let shard = SHARD.try_with(|shard| *shard).unwrap_or(0);
+    let shard = SHARD.with(|shard| {
+        let index = shard.get();
+        if index != UNASSIGNED {
+            return index;
+        }
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let index = NEXT.fetch_add(1, Ordering::Relaxed) % SHARD_COUNT;
+        shard.set(index);
+        index
+    });
     SHARDS[shard].counts[counter as usize].fetch_add(n, Ordering::Relaxed);
 }
 
