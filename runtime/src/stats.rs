@@ -63,6 +63,9 @@ pub struct Stats {
 
 impl Stats {
     /// Actors started and not ended yet.
+    ///
+    /// Actors cancelled where they stood, by dropping a runtime without
+    /// [`shutdown`](crate::Runtime::shutdown), never end and stay counted here.
     pub fn live(&self) -> u64 {
         let ended = self.stopped_normal + self.stopped_killed + self.stopped_failed;
         self.started.saturating_sub(ended + self.stopped_lost)
