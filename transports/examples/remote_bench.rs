@@ -5,15 +5,16 @@
 //! The tell payloads are 64 bytes and 1 KiB byte strings (one length byte or two on the wire,
 //! then the bytes, copied in one go), like the raw stream's messages of the same sizes; a
 //! third run sends the 64 bytes as two `[u8; 32]` arrays, which serde visits byte by byte, to
-//! show that cost apart; the raw stream writes 64 KiB
-//! chunks, so its message rate is its byte rate divided by the payload size. `BENCH_ONLY=encrypted|plaintext|raw` runs one
-//! part (for profiling).
+//! show that cost apart; a last row sends the same messages to a local actor (no network), the
+//! mailbox's own ceiling. The raw stream writes 64 KiB chunks, so its message rate is its byte
+//! rate divided by the payload size. `BENCH_ONLY=encrypted|plaintext|raw|local` runs one part
+//! (for profiling); `BENCH_TELLS` and `BENCH_ASKS` set the counts.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime, spawn_actor};
+use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply, Runtime, spawn_actor};
 use phalanx_transports::{
     ClusterId, EndpointConfig, EndpointSecurity, Incarnation, Key, NodeId, RemoteMessage, Remoting,
     SharedKeyring,
@@ -136,6 +137,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let row = runtime.block_on(remote(security))?;
         print_row(label, &row, &raw);
     }
+    if only.is_empty() || only == "local" {
+        // The same actor and messages without a network: the mailbox's own ceiling.
+        let row = runtime.block_on(measure(spawn_actor(Sink(0))))?;
+        print_row("local (no network)", &row, &raw);
+    }
     Ok(())
 }
 
@@ -162,7 +168,11 @@ async fn remote(security: EndpointSecurity) -> Result<Row, Box<dyn std::error::E
     let b = Remoting::bind("127.0.0.1:0".parse()?, config(2), security).await?;
     b.register("sink", &spawn_actor(Sink(0)))?;
     let node = a.connect(b.local_addr(), WAIT).await?;
-    let sink = a.lookup::<Msg>(node, "sink", WAIT).await?;
+    measure(a.lookup::<Msg>(node, "sink", WAIT).await?).await
+}
+
+/// Ask round trips, then tell rates, through `sink`.
+async fn measure(sink: ActorRef<Msg>) -> Result<Row, Box<dyn std::error::Error>> {
     let asks = env_or("BENCH_ASKS", ASKS as u64) as usize;
     let mut rtts = Vec::with_capacity(asks);
     for _ in 0..asks {
@@ -187,7 +197,7 @@ async fn remote(security: EndpointSecurity) -> Result<Row, Box<dyn std::error::E
 /// Sends `count` messages made by `make` and returns messages per second, counted until the
 /// sink has handled them all.
 async fn rate(
-    sink: &phalanx_runtime::ActorRef<Msg>,
+    sink: &ActorRef<Msg>,
     count: u64,
     make: impl Fn() -> Msg,
 ) -> Result<f64, Box<dyn std::error::Error>> {
