@@ -209,6 +209,38 @@ proptest! {
         prop_assert_eq!(decode_chunked(&mut codec(2), &bytes, &chunks).unwrap(), payloads);
     }
 
+    /// Reading straight into the decoder (as connections do) with any room asked for and any
+    /// amount read decodes the same frames, lent in place, and keeps the buffer bounded.
+    #[test]
+    fn reads_into_the_decoder_round_trip(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..600), 0..12),
+        reads in proptest::collection::vec((1usize..700, 1usize..700), 1..10),
+    ) {
+        let bytes = stream_of(&mut codec(1), &payloads);
+        let mut receiver = codec(2);
+        let mut decoder = StreamDecoder::new();
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        for &(room, read) in reads.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let space = decoder.read_space(room);
+            prop_assert!(space.len() >= room);
+            let n = read.min(space.len()).min(rest.len());
+            space[..n].copy_from_slice(&rest[..n]);
+            decoder.filled(n);
+            rest = &rest[n..];
+            while let Some((_, payload)) = decoder.next_payload(&mut receiver).unwrap() {
+                out.push(payload.to_vec());
+            }
+            // At most one partial frame (a few hundred bytes here) plus the room asked for.
+            prop_assert!(decoder.buffer.len() <= 2_000);
+        }
+        prop_assert_eq!(decoder.buffered(), 0);
+        prop_assert_eq!(out, payloads);
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_errors_are_counted_once(
         bytes in proptest::collection::vec(any::<u8>(), 0..3_000),
