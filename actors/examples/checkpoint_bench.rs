@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::{KvCommand, KvMap, StateMachine};
 use phalanx_actors::checkpoint::{
-    FsStorage, FsyncPolicy, Log, LogConfig, MemStorage, SnapshotStore, Storage, catchup,
+    FsStorage, FsyncPolicy, Log, LogConfig, MemStorage, SnapshotStore, Storage, SyncJob, catchup,
 };
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -92,21 +92,32 @@ fn main() -> BenchResult<()> {
         .map(|f| fs.len(f).unwrap_or(0))
         .sum();
     let total = meta.header.len + log_bytes;
-    let raw = raw_copy(total)?;
-    let (catch_up, last) = catch_up(&fs, &temp.0, store, sender_log)?;
+    let raw = raw_copy(total, None)?;
+    let raw_file = raw_copy(total, Some(temp.0.join("raw-copy")))?;
+    let _ = std::fs::remove_file(temp.0.join("raw-copy"));
+    // The same catch-up into the in-memory backend: the protocol's cost without the disk.
+    let memory: Arc<dyn Storage> = Arc::new(MemStorage::new());
+    let (in_memory, _) = catch_up(&memory, Path::new("/mem"), store.clone(), &mut sender_log)?;
+    let (catch_up, last) = catch_up(&fs, &temp.0, store, &mut sender_log)?;
     assert_eq!(last, keys + LOG_ENTRIES);
+    drop(memory);
+    let _ = std::fs::remove_dir_all(temp.0.join("receiver"));
     println!(
         "catch-up of a fresh replica ({:.1} MB: snapshot + {LOG_ENTRIES} log entries):",
         total as f64 / 1e6
     );
-    println!(
-        "  raw TCP copy {} ({:.0} MB/s); catch-up to a durable install {} ({:.0} MB/s) = {:.2}x raw",
-        ms(raw),
-        total as f64 / 1e6 / raw.as_secs_f64(),
-        ms(catch_up),
-        total as f64 / 1e6 / catch_up.as_secs_f64(),
-        catch_up.as_secs_f64() / raw.as_secs_f64()
-    );
+    let row = |label: &str, d: Duration| {
+        println!(
+            "  {label:<44} {:>8} {:>6.0} MB/s {:>6.2}x raw",
+            ms(d),
+            total as f64 / 1e6 / d.as_secs_f64(),
+            d.as_secs_f64() / raw.as_secs_f64()
+        );
+    };
+    row("raw TCP copy, memory to memory", raw);
+    row("raw TCP copy into a file + fsync", raw_file);
+    row("catch-up into the in-memory backend", in_memory);
+    row("catch-up to disk, durable install", catch_up);
 
     // 3. Log write throughput, 100-byte records committed in batches of 100.
     println!("log writes, {VALUE} B records, commit every 100:");
@@ -117,32 +128,41 @@ fn main() -> BenchResult<()> {
         keys,
     )?;
     println!(
-        "  {:<34} {:>10.0} records/s {:>7.1} MB/s",
+        "  {:<40} {:>10.0} records/s {:>7.1} MB/s",
         "in-memory backend",
         memory,
         memory * VALUE as f64 / 1e6
     );
+    let batched = FsyncPolicy::Batched {
+        max_delay: Duration::from_millis(5),
+        max_bytes: 1 << 20,
+    };
     let policies = [
-        ("fsync never", FsyncPolicy::Never, keys),
+        ("fsync never", FsyncPolicy::Never, keys, false),
         (
-            "fsync batched (5 ms or 1 MiB)",
-            FsyncPolicy::Batched {
-                max_delay: Duration::from_millis(5),
-                max_bytes: 1 << 20,
-            },
+            "fsync batched (5 ms or 1 MiB), inline",
+            batched,
             keys,
+            false,
         ),
+        ("fsync batched, group commit", batched, keys, true),
         (
             "fsync always (every commit)",
             FsyncPolicy::Always,
             keys / 20,
+            false,
         ),
     ];
-    for (label, policy, records) in policies {
-        let dir = temp.0.join(format!("log-{}", label.len()));
-        let rate = log_throughput(fs.clone(), &dir, policy, records)?;
+    for (n, (label, policy, records, group)) in policies.into_iter().enumerate() {
+        let dir = temp.0.join(format!("log-{n}"));
+        let rate = if group {
+            group_commit_throughput(fs.clone(), &dir, policy, records)?
+        } else {
+            log_throughput(fs.clone(), &dir, policy, records)?
+        };
+        let _ = std::fs::remove_dir_all(&dir);
         println!(
-            "  {label:<34} {rate:>10.0} records/s {:>7.1} MB/s   {:.0}% of in-memory",
+            "  {label:<40} {rate:>10.0} records/s {:>7.1} MB/s   {:.0}% of in-memory",
             rate * VALUE as f64 / 1e6,
             100.0 * rate / memory
         );
@@ -174,8 +194,50 @@ fn log_throughput(
     Ok(records as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Copies `total` bytes over loopback TCP with plain threads and 64 KiB writes.
-fn raw_copy(total: u64) -> BenchResult<Duration> {
+/// As [`log_throughput`], with the batched policy's syncs run on a second thread while
+/// appends go on (what a driver does with `commit_deferred` and a blocking thread).
+fn group_commit_throughput(
+    storage: Arc<dyn Storage>,
+    dir: &Path,
+    policy: FsyncPolicy,
+    records: u64,
+) -> BenchResult<f64> {
+    let (mut log, _) = Log::open(storage, dir, LogConfig::new(policy))?;
+    let (jobs, job_rx) = std::sync::mpsc::channel::<SyncJob>();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let syncer = std::thread::spawn(move || {
+        for job in job_rx {
+            if done_tx.send(job.run()).is_err() {
+                break;
+            }
+        }
+    });
+    let payload = [7u8; VALUE];
+    let start = Instant::now();
+    for i in 1..=records {
+        log.append(&payload)?;
+        if i % 100 == 0 {
+            while let Ok(finished) = done.try_recv() {
+                log.handle_synced(finished?);
+            }
+            if let (_, Some(job)) = log.commit_deferred(Instant::now())? {
+                jobs.send(job)?;
+            }
+        }
+    }
+    drop(jobs);
+    for finished in done.iter() {
+        log.handle_synced(finished?);
+    }
+    log.sync()?;
+    let rate = records as f64 / start.elapsed().as_secs_f64();
+    let _ = syncer.join();
+    Ok(rate)
+}
+
+/// Copies `total` bytes over loopback TCP with plain threads and 64 KiB writes, into memory
+/// or into a file that is then synced.
+fn raw_copy(total: u64, file: Option<PathBuf>) -> BenchResult<Duration> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
     let start = Instant::now();
@@ -191,13 +253,25 @@ fn raw_copy(total: u64) -> BenchResult<Duration> {
         Ok(sent)
     });
     let mut stream = TcpStream::connect(address)?;
+    let mut out = match &file {
+        Some(path) => Some(std::fs::File::create(path)?),
+        None => None,
+    };
     let mut buffer = vec![0; 64 * 1024];
     let mut received = 0;
     while received < total {
         match stream.read(&mut buffer)? {
             0 => break,
-            n => received += n as u64,
+            n => {
+                if let Some(out) = &mut out {
+                    out.write_all(&buffer[..n])?;
+                }
+                received += n as u64;
+            }
         }
+    }
+    if let Some(out) = out {
+        out.sync_all()?;
     }
     let elapsed = start.elapsed();
     let _ = server.join();
@@ -211,7 +285,7 @@ fn catch_up(
     fs: &Arc<dyn Storage>,
     root: &Path,
     store: SnapshotStore,
-    mut log: Log,
+    log: &mut Log,
 ) -> BenchResult<(Duration, u64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
@@ -222,28 +296,26 @@ fn catch_up(
         LogConfig::new(FsyncPolicy::Never),
     )?;
     let start = Instant::now();
-    let server = std::thread::spawn(move || -> BenchResult<()> {
-        let (stream, _) = listener.accept()?;
+    std::thread::scope(|scope| {
+        let server = scope.spawn(move || -> BenchResult<()> {
+            let (stream, _) = listener.accept()?;
+            let mut stream = async_net::TcpStream::try_from(stream)?;
+            let serve = catchup::serve(&mut stream, &store, log, 1 << 20, |_| {});
+            phalanx_runtime::block_on(serve)?;
+            Ok(())
+        });
+        let stream = TcpStream::connect(address)?;
         let mut stream = async_net::TcpStream::try_from(stream)?;
-        phalanx_runtime::block_on(catchup::serve(
+        let fetch = catchup::fetch(
             &mut stream,
-            &store,
-            &mut log,
-            1 << 20,
+            &receiver_store,
+            &mut receiver_log,
+            64 << 20,
             |_| {},
-        ))?;
-        Ok(())
-    });
-    let stream = TcpStream::connect(address)?;
-    let mut stream = async_net::TcpStream::try_from(stream)?;
-    let last = phalanx_runtime::block_on(catchup::fetch(
-        &mut stream,
-        &receiver_store,
-        &mut receiver_log,
-        64 << 20,
-        |_| {},
-    ))?;
-    let elapsed = start.elapsed();
-    server.join().map_err(|_| "server thread panicked")??;
-    Ok((elapsed, last))
+        );
+        let last = phalanx_runtime::block_on(fetch)?;
+        let elapsed = start.elapsed();
+        server.join().map_err(|_| "server thread panicked")??;
+        Ok((elapsed, last))
+    })
 }

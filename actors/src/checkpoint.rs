@@ -64,11 +64,14 @@ mod storage;
 
 pub use actor::{Captured, CheckpointActor, CheckpointMessage, CheckpointOwner, CheckpointStatus};
 pub use layout::{DataDir, DataDirError, NodeIdentity, ShardStore};
-pub use log::{Commit, FsyncPolicy, Log, LogConfig, LogError, Recovery, TornTail, segment_path};
+pub use log::{
+    Commit, FsyncPolicy, Log, LogConfig, LogError, Recovery, SyncDone, SyncJob, TornTail,
+    segment_path,
+};
 pub use policy::{CheckpointPolicy, Checkpointer, PinId};
 pub use record::{MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordError, decode_record, encode_record};
 pub use snapshot::{
     Incoming, SNAPSHOT_HEADER_LEN, SnapshotError, SnapshotHeader, SnapshotMeta, SnapshotProblem,
     SnapshotStore, verify_snapshot,
 };
-pub use storage::{AppendFile, FsStorage, MemStorage, Storage};
+pub use storage::{AppendFile, FsStorage, MemStorage, Storage, SyncHandle};

@@ -11,18 +11,32 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<u8>),
-    Commit { later_ms: u64 },
+    Commit {
+        later_ms: u64,
+    },
+    /// A group commit: the sync job (if any) is held until `RunHeld` (or lost at a crash).
+    CommitDeferred {
+        later_ms: u64,
+    },
+    RunHeld,
     Sync,
     TruncatePrefix(u8),
-    Crash { keep: u8 },
+    Crash {
+        keep: u8,
+    },
     Reopen,
-    Read { from: u8, max: u16 },
+    Read {
+        from: u8,
+        max: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Append),
         2 => (0u64..20).prop_map(|later_ms| Op::Commit { later_ms }),
+        2 => (0u64..20).prop_map(|later_ms| Op::CommitDeferred { later_ms }),
+        1 => Just(Op::RunHeld),
         1 => Just(Op::Sync),
         1 => any::<u8>().prop_map(Op::TruncatePrefix),
         1 => any::<u8>().prop_map(|keep| Op::Crash { keep }),
@@ -80,6 +94,7 @@ proptest! {
         let mut model = Model { entries: Vec::new(), first: 1, synced: 0 };
         let start = Instant::now();
         let mut clock = 0;
+        let mut held: Option<phalanx_actors::checkpoint::SyncJob> = None;
         for op in ops {
             match op {
                 Op::Append(payload) => {
@@ -97,6 +112,23 @@ proptest! {
                     }
                     model.synced = commit.synced;
                 }
+                Op::CommitDeferred { later_ms } => {
+                    clock += later_ms;
+                    let now = start + Duration::from_millis(clock);
+                    let (commit, job) = log.commit_deferred(now).expect("commit");
+                    prop_assert!(commit.synced >= model.synced);
+                    model.synced = commit.synced;
+                    if let Some(job) = job {
+                        prop_assert!(held.is_none(), "one sync job at a time");
+                        held = Some(job);
+                    }
+                }
+                Op::RunHeld => {
+                    if let Some(job) = held.take() {
+                        let done = job.run().expect("sync");
+                        model.synced = log.handle_synced(done);
+                    }
+                }
                 Op::Sync => {
                     log.sync().expect("sync");
                     model.synced = model.entries.len() as u64;
@@ -110,6 +142,8 @@ proptest! {
                     model.first = model.first.max(log.first_index());
                 }
                 Op::Crash { keep } => {
+                    // A sync job still held never ran.
+                    held = None;
                     model.synced = model.synced.max(log.synced_below() - 1);
                     drop(log);
                     storage.crash(&mut |n| n * usize::from(keep) / 255);
@@ -123,6 +157,7 @@ proptest! {
                     model.first = log.first_index();
                 }
                 Op::Reopen => {
+                    held = None;
                     log.sync().expect("sync");
                     drop(log);
                     let (reopened, recovery) = Log::open(storage.clone(), dir, config).expect("reopen");

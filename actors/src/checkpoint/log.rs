@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::record::{MAX_RECORD_LEN, RecordError, decode_record, encode_record};
-use super::storage::{AppendFile, Storage};
+use super::storage::{AppendFile, Storage, SyncHandle};
 
 /// When the log calls `fsync`, and so what a crash can lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,50 @@ pub struct Log {
     synced_below: u64,
     unsynced_bytes: u64,
     unsynced_since: Option<Instant>,
+    /// A sync handed out by [`commit_deferred`](Self::commit_deferred) and not yet reported
+    /// back: the index it covers below.
+    sync_in_flight: Option<u64>,
+    /// Bumped by [`reset`](Self::reset), so a sync job of the old log cannot vouch for the new.
+    generation: u64,
+}
+
+/// A sync to run off the appending thread (see [`Log::commit_deferred`]).
+#[derive(Debug)]
+pub struct SyncJob {
+    handle: Box<dyn SyncHandle>,
+    below: u64,
+    generation: u64,
+}
+
+impl SyncJob {
+    /// Runs the sync (blocking: on a blocking thread); hand the result to
+    /// [`Log::handle_synced`].
+    ///
+    /// # Errors
+    ///
+    /// The I/O error; the records stay unsynced (reopen the log: the state of the file is
+    /// unknown).
+    pub fn run(self) -> io::Result<SyncDone> {
+        self.handle.sync()?;
+        Ok(SyncDone {
+            below: self.below,
+            generation: self.generation,
+        })
+    }
+}
+
+/// A finished [`SyncJob`]: every record below [`SyncDone::below`] is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncDone {
+    below: u64,
+    generation: u64,
+}
+
+impl SyncDone {
+    /// Records below this index are durable.
+    pub fn below(&self) -> u64 {
+        self.below
+    }
 }
 
 #[derive(Debug)]
@@ -278,6 +322,8 @@ impl Log {
                 synced_below: next,
                 unsynced_bytes: 0,
                 unsynced_since: None,
+                sync_in_flight: None,
+                generation: 0,
             },
             recovery,
         ))
@@ -371,6 +417,64 @@ impl Log {
             synced: self.synced_below.saturating_sub(1),
             sync_deadline,
         })
+    }
+
+    /// As [`commit`](Self::commit), but a sync the batched policy calls for is not run here:
+    /// it comes back as a [`SyncJob`] to run on another thread while appends go on (group
+    /// commit). Report its result with [`handle_synced`](Self::handle_synced); at most one
+    /// job is out at a time. Other policies behave as with `commit`.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Io`]; reopen the log then.
+    pub fn commit_deferred(&mut self, now: Instant) -> Result<(Commit, Option<SyncJob>), LogError> {
+        let FsyncPolicy::Batched {
+            max_delay,
+            max_bytes,
+        } = self.config.fsync
+        else {
+            return Ok((self.commit(now)?, None));
+        };
+        self.flush()?;
+        if self.synced_below < self.next && self.unsynced_since.is_none() {
+            self.unsynced_since = Some(now);
+        }
+        let due = self.unsynced_bytes >= max_bytes
+            || self
+                .unsynced_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= max_delay);
+        let mut job = None;
+        if due && self.sync_in_flight.is_none() && self.synced_below < self.next {
+            let path = self.active_segment().path.clone();
+            let handle = self
+                .active
+                .sync_handle()
+                .map_err(|source| LogError::Io { file: path, source })?;
+            self.sync_in_flight = Some(self.next);
+            self.unsynced_bytes = 0;
+            self.unsynced_since = None;
+            job = Some(SyncJob {
+                handle,
+                below: self.next,
+                generation: self.generation,
+            });
+        }
+        let sync_deadline = self.unsynced_since.map(|since| since + max_delay);
+        let commit = Commit {
+            synced: self.synced_below.saturating_sub(1),
+            sync_deadline,
+        };
+        Ok((commit, job))
+    }
+
+    /// A [`SyncJob`] finished: its records are durable. Returns the new durable watermark
+    /// (every record up to it is durable).
+    pub fn handle_synced(&mut self, done: SyncDone) -> u64 {
+        if done.generation == self.generation {
+            self.synced_below = self.synced_below.max(done.below.min(self.next));
+            self.sync_in_flight = None;
+        }
+        self.synced_below.saturating_sub(1)
     }
 
     /// Hands every appended record to the operating system and syncs the active segment.
@@ -564,6 +668,8 @@ impl Log {
             .push(Segment::sealed(next, path, Vec::new(), 0));
         self.next = next;
         self.synced_below = next;
+        self.generation += 1;
+        self.sync_in_flight = None;
         self.unsynced_bytes = 0;
         self.unsynced_since = None;
         Ok(())

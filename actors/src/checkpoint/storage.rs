@@ -100,6 +100,22 @@ pub trait AppendFile: Send + Debug {
     ///
     /// The I/O error; what was appended may or may not be durable.
     fn sync(&mut self) -> io::Result<()>;
+    /// A handle that syncs this file from another thread, while appends go on here.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error (for example, no file descriptor left to duplicate).
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>>;
+}
+
+/// Syncs one file from any thread (see [`AppendFile::sync_handle`]).
+pub trait SyncHandle: Send + Sync + std::fmt::Debug {
+    /// Makes everything appended to the file before this call durable.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error; what was appended may or may not be durable.
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// The real filesystem through `std::fs`.
@@ -191,6 +207,19 @@ impl AppendFile for FsFile {
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
     }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(FsSync(self.0.try_clone()?)))
+    }
+}
+
+#[derive(Debug)]
+struct FsSync(File);
+
+impl SyncHandle for FsSync {
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
 }
 
 /// An in-memory filesystem for tests, which can simulate a crash.
@@ -219,6 +248,8 @@ struct MemState {
     ops: u64,
     fail_at: Option<(u64, usize)>,
     dead: bool,
+    /// Bumped by every crash: handles opened before it belong to the dead process.
+    boot: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -271,6 +302,7 @@ impl MemStorage {
         state.ops = 0;
         state.fail_at = None;
         state.dead = false;
+        state.boot += 1;
     }
 
     /// Flips the bits of `mask` in byte `offset` of `path` (as synced and as written):
@@ -407,9 +439,11 @@ impl Storage for MemStorage {
             }
             state.create(path, Vec::new())?;
         }
+        let id = *state.names.get(path).ok_or_else(not_found)?;
         Ok(Box::new(MemAppend {
             storage: self.clone(),
-            path: path.to_path_buf(),
+            id,
+            boot: state.boot,
         }))
     }
 
@@ -476,14 +510,20 @@ impl Storage for MemStorage {
 #[derive(Debug)]
 struct MemAppend {
     storage: MemStorage,
-    path: PathBuf,
+    /// The file itself, not its name: like a file descriptor, it still works after the name
+    /// is renamed or removed.
+    id: u64,
+    boot: u64,
 }
 
 impl AppendFile for MemAppend {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.storage.state();
+        if state.boot != self.boot {
+            return Err(crashed());
+        }
         let torn = state.step()?;
-        let file = state.file_mut(&self.path)?;
+        let file = state.files.get_mut(&self.id).ok_or_else(not_found)?;
         match torn {
             Some(torn) => {
                 file.current
@@ -498,15 +538,43 @@ impl AppendFile for MemAppend {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        let mut state = self.storage.state();
-        if state.step()?.is_some() {
-            return Err(crashed());
-        }
-        let file = state.file_mut(&self.path)?;
-        file.durable = file.current.clone();
-        file.common = file.current.len();
-        Ok(())
+        sync_mem(&self.storage, self.id, self.boot)
     }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn SyncHandle>> {
+        Ok(Box::new(MemSync {
+            storage: self.storage.clone(),
+            id: self.id,
+            boot: self.boot,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct MemSync {
+    storage: MemStorage,
+    id: u64,
+    boot: u64,
+}
+
+impl SyncHandle for MemSync {
+    fn sync(&self) -> io::Result<()> {
+        sync_mem(&self.storage, self.id, self.boot)
+    }
+}
+
+fn sync_mem(storage: &MemStorage, id: u64, boot: u64) -> io::Result<()> {
+    let mut state = storage.state();
+    if state.boot != boot {
+        return Err(crashed());
+    }
+    if state.step()?.is_some() {
+        return Err(crashed());
+    }
+    let file = state.files.get_mut(&id).ok_or_else(not_found)?;
+    file.durable = file.current.clone();
+    file.common = file.current.len();
+    Ok(())
 }
 
 fn not_found() -> io::Error {
