@@ -14,7 +14,9 @@
 //!   from [`phalanx_runtime::spawn_blocking`] inside actors) and [`MemStorage`] (tests; it
 //!   simulates crashes: unsynced data lost, the last write torn at any byte).
 //! - [`Log`]: records `len | crc | index | payload` in segment files; appends are buffered
-//!   and synced as the [`FsyncPolicy`] says; [`Log::open`] cuts a torn tail and reports it.
+//!   and synced as the [`FsyncPolicy`] says, inline ([`Log::commit`]) or on another thread
+//!   while appends go on ([`Log::commit_deferred`], group commit); [`Log::open`] cuts a torn
+//!   tail and reports it.
 //! - [`SnapshotStore`]: `<index>.snap` files written crash-safely (temp, fsync, rename,
 //!   directory fsync); a damaged file is an error naming it, never used.
 //! - [`DataDir`]: a node's data directory (lock, identity, per-chain log and snapshots).
@@ -34,7 +36,8 @@
 //!
 //! let storage = Arc::new(MemStorage::new());
 //! let dir = Path::new("/data/chain/0");
-//! let (mut log, _) = Log::open(storage.clone(), &dir.join("log"), LogConfig::new(FsyncPolicy::Always))?;
+//! let config = LogConfig::new(FsyncPolicy::Always);
+//! let (mut log, _) = Log::open(storage.clone(), &dir.join("log"), config)?;
 //! for value in [&b"a"[..], b"b", b"c"] {
 //!     log.append(value)?;
 //! }

@@ -160,13 +160,15 @@ proptest! {
                     held = None;
                     log.sync().expect("sync");
                     drop(log);
-                    let (reopened, recovery) = Log::open(storage.clone(), dir, config).expect("reopen");
+                    let (reopened, recovery) =
+                        Log::open(storage.clone(), dir, config).expect("reopen");
                     prop_assert!(recovery.torn_tail.is_none());
                     log = reopened;
                     model.synced = model.entries.len() as u64;
                 }
                 Op::Read { from, max } => {
-                    let from = log.first_index() + u64::from(from) % (log.next_index() - log.first_index() + 1);
+                    let span = log.next_index() - log.first_index() + 1;
+                    let from = log.first_index() + u64::from(from) % span;
                     let records = log.read(from, usize::from(max)).expect("read");
                     if from < log.next_index() {
                         prop_assert!(!records.is_empty());

@@ -530,7 +530,7 @@ impl Log {
         Ok(out)
     }
 
-    /// Reads encoded records (the framing of [`super::record`]) from `from` on, within one
+    /// Reads encoded records (the framing of [`encode_record`]) from `from` on, within one
     /// segment, about `max_bytes` of them (at least one record): the index of the first, the
     /// bytes, and the segment file they came from.
     ///

@@ -274,7 +274,8 @@ impl MemStorage {
     }
 
     /// Makes mutating operation number `op` (0-based, as [`ops`](Self::ops) counts them since
-    /// the last crash) fail, and every one after it: the process "dies" there. If it is an append, its first `torn` bytes still land (unsynced).
+    /// the last crash) fail, and every one after it: the process "dies" there. If it is an
+    /// append, its first `torn` bytes still land (unsynced).
     pub fn fail_at(&self, op: u64, torn: usize) {
         self.state().fail_at = Some((op, torn));
     }
