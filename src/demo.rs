@@ -1,9 +1,11 @@
-//! `phalanx demo`: a supervised actor tree on this machine, with a panic and a restart.
+//! `phalanx demo`: a cluster of node processes with a replicated key-value chain on this
+//! machine, then a supervised actor tree with a panic and a restart.
 //!
 //! The demo is a checked story, not a slideshow: every step verifies what it shows, and the
 //! demo fails (non-zero exit) if any step did not happen as described.
 
 mod cluster;
+mod live;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -60,8 +62,16 @@ pub(crate) fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
         cluster.detected_in
     );
     println!(
+        "  chain reconfigured  {:.1?} after SIGKILL, no write lost",
+        cluster.reconfigured_in
+    );
+    println!(
         "  node rejoined       {:.1?} after its restart",
         cluster.rejoined_in
+    );
+    println!(
+        "  writes              {} acknowledged, {} failed or timed out, {} lost",
+        cluster.writes_acked, cluster.writes_failed, cluster.writes_lost
     );
     println!("  graceful leave      seen by the others");
     println!("  messages answered   {}", summary.answered);

@@ -16,6 +16,8 @@ fn demo_runs_every_step() {
     );
     assert!(stdout.contains("all steps worked"), "{stdout}");
     assert!(stdout.contains("restarts            1"), "{stdout}");
+    assert!(stdout.contains("the chain reconfigured"), "{stdout}");
+    assert!(stdout.contains(" 0 lost"), "{stdout}");
 }
 
 #[test]

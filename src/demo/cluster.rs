@@ -1,5 +1,7 @@
-//! The cluster half of the demo: five `phalanx node` processes on loopback, a node killed
-//! and detected, the node restarted and back, a node leaving gracefully.
+//! The cluster half of the demo: five `phalanx node` processes on loopback with a replicated
+//! key-value chain and a client writing to it, a chain member killed and detected, the chain
+//! reconfigured without losing a write, the node restarted and back, a node leaving
+//! gracefully, and every acknowledged write read back.
 //!
 //! The nodes are child processes of the demo with a fresh cluster key and data dirs in a
 //! temporary directory; all of it is removed at the end, also after a failure or Ctrl-C.
@@ -14,12 +16,15 @@ use std::time::{Duration, Instant};
 use phalanx::node::{MemberRow, cluster_id, members_of};
 use phalanx::transports::Key;
 
+use super::live::{self, Ticker, Writer};
 use super::{Story, check};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// How many nodes the demo cluster has.
 const NODES: usize = 5;
+/// How many of them form the chain's configuration group (the first ones).
+const GROUP: usize = 3;
 /// The protocol period of the demo's nodes, short so the story is quick.
 const PERIOD_MS: u64 = 200;
 /// The longest any step may take before the demo reports it as failed.
@@ -30,7 +35,11 @@ const STEP: Duration = Duration::from_secs(20);
 pub(crate) struct ClusterFacts {
     pub(crate) formed_in: Duration,
     pub(crate) detected_in: Duration,
+    pub(crate) reconfigured_in: Duration,
     pub(crate) rejoined_in: Duration,
+    pub(crate) writes_acked: usize,
+    pub(crate) writes_failed: usize,
+    pub(crate) writes_lost: usize,
 }
 
 /// The demo's node processes and their directory; everything is removed on drop.
@@ -69,12 +78,38 @@ pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<Clu
     print_table(&table);
     story.beat().await;
 
-    let victim = cluster.addrs[NODES - 1];
+    let report = cluster
+        .until_chain("the chain to have three members", |r| {
+            let (_, members) = live::describe(r);
+            members.len() == 3 && members.iter().all(Option::is_some)
+        })
+        .await?;
     story.say(format!(
-        "killing the node at {victim} with SIGKILL (no goodbye)"
+        "the configuration group (the first {GROUP} nodes, raft) placed a chain: {}",
+        live::chain_line(&report)
+    ));
+    story.say(format!("a client starts writing through {first}"));
+    let writer = Arc::new(Writer::start(first, cluster.key.clone()));
+    let ticker = Ticker::start(first, cluster.key.clone(), writer.clone());
+    phalanx::sleep(Duration::from_secs(2)).await;
+
+    // The victim: a chain member, not the node the client writes through, preferably not a
+    // configuration-group node.
+    let (epoch, members) = live::describe(&report);
+    let mut candidates: Vec<usize> = members
+        .iter()
+        .flatten()
+        .filter_map(|addr| cluster.addrs.iter().position(|a| a == addr))
+        .filter(|&index| index != 0)
+        .collect();
+    candidates.sort_by_key(|&index| (index < GROUP, std::cmp::Reverse(index)));
+    let index = *candidates.first().ok_or("no chain member to kill")?;
+    let victim = cluster.addrs[index];
+    story.say(format!(
+        "killing chain member {victim} with SIGKILL (no goodbye) while the client writes"
     ));
     let killed = Instant::now();
-    cluster.kill(NODES - 1);
+    cluster.kill(index);
     let table = cluster
         .until(first, "the killed node to be declared dead", |rows| {
             state(rows, victim) == Some("dead")
@@ -86,6 +121,18 @@ pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<Clu
         facts.detected_in
     ));
     print_table(&table);
+    let report = cluster
+        .until_chain("the chain to reconfigure without the killed node", |r| {
+            let (now, members) = live::describe(r);
+            now > epoch && !members.contains(&Some(victim)) && members.iter().all(Option::is_some)
+        })
+        .await?;
+    facts.reconfigured_in = killed.elapsed();
+    story.say(format!(
+        "the chain reconfigured after {:.1?}: {}",
+        facts.reconfigured_in,
+        live::chain_line(&report)
+    ));
     story.beat().await;
 
     story.say(format!(
@@ -93,7 +140,7 @@ pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<Clu
     ));
     let old = incarnation(&table, victim);
     let restarted = Instant::now();
-    cluster.start(NODES - 1)?;
+    cluster.start(index)?;
     let table = cluster
         .until(first, "the restarted node to be alive again", |rows| {
             state(rows, victim) == Some("alive") && incarnation(rows, victim) != old
@@ -105,6 +152,16 @@ pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<Clu
         facts.rejoined_in
     ));
     print_table(&table);
+    let report = cluster
+        .until_chain("the chain to have three caught-up members again", |r| {
+            let (_, members) = live::describe(r);
+            members.len() == 3 && members.iter().all(Option::is_some)
+        })
+        .await?;
+    story.say(format!(
+        "the chain is whole again (a new member catches up, then joins at the tail): {}",
+        live::chain_line(&report)
+    ));
     story.beat().await;
 
     let leaver = cluster.addrs[NODES - 2];
@@ -125,6 +182,24 @@ pub(crate) async fn tell(story: &Story, stop: Arc<AtomicBool>) -> DemoResult<Clu
         .count();
     check(alive == NODES - 1, "members lost")?;
     story.beat().await;
+
+    ticker.finish().await;
+    let writer = Arc::try_unwrap(writer).map_err(|_| "the writer is still shared")?;
+    let writes = writer.finish().await;
+    facts.writes_acked = writes.acked.len();
+    facts.writes_failed = writes.failed;
+    story.say(format!(
+        "the client stopped: {} writes acknowledged, {} failed or timed out; reading every \
+         acknowledged write back",
+        facts.writes_acked, facts.writes_failed
+    ));
+    facts.writes_lost = live::lost(first, &cluster.key, &writes).await;
+    check(facts.writes_acked > 0, "no write was acknowledged")?;
+    check(facts.writes_lost == 0, "acknowledged writes were lost")?;
+    story.say(format!(
+        "all {} acknowledged writes are there",
+        facts.writes_acked
+    ));
     Ok(facts)
 }
 
@@ -165,6 +240,8 @@ impl Cluster {
         if index > 0 {
             command.args(["--seed", &self.addrs[0].to_string()]);
         }
+        let group: Vec<String> = self.addrs[..GROUP].iter().map(|a| a.to_string()).collect();
+        command.args(["--chain-group", &group.join(",")]);
         let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -220,6 +297,29 @@ impl Cluster {
             phalanx::sleep(Duration::from_millis(100)).await;
         }
         print_table(&last);
+        Err(format!("waited {STEP:?} for {what}").into())
+    }
+}
+
+impl Cluster {
+    /// Polls the chain as the first node sees it until `done` accepts it, at most [`STEP`].
+    async fn until_chain(
+        &self,
+        what: &str,
+        done: impl Fn(&phalanx::node::ChainReport) -> bool,
+    ) -> DemoResult<phalanx::node::ChainReport> {
+        let deadline = Instant::now() + STEP;
+        while Instant::now() < deadline {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err("interrupted".into());
+            }
+            if let Some(report) = live::chain(self.addrs[0], &self.key).await
+                && done(&report)
+            {
+                return Ok(report);
+            }
+            phalanx::sleep(Duration::from_millis(100)).await;
+        }
         Err(format!("waited {STEP:?} for {what}").into())
     }
 }
