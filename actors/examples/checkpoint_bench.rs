@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::{KvCommand, KvMap, StateMachine};
 use phalanx_actors::checkpoint::{
-    FsStorage, FsyncPolicy, Log, LogConfig, MemStorage, SnapshotStore, Storage, SyncJob, catchup,
+    FsStorage, FsyncPolicy, Log, LogConfig, LogReader, MemStorage, SnapshotStore, Storage, SyncJob,
+    catchup,
 };
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -97,8 +98,9 @@ fn main() -> BenchResult<()> {
     let _ = std::fs::remove_file(temp.0.join("raw-copy"));
     // The same catch-up into the in-memory backend: the protocol's cost without the disk.
     let memory: Arc<dyn Storage> = Arc::new(MemStorage::new());
-    let (in_memory, _) = catch_up(&memory, Path::new("/mem"), store.clone(), &mut sender_log)?;
-    let (catch_up, last) = catch_up(&fs, &temp.0, store, &mut sender_log)?;
+    let mut reader = sender_log.reader()?;
+    let (in_memory, _) = catch_up(&memory, Path::new("/mem"), store.clone(), &mut reader)?;
+    let (catch_up, last) = catch_up(&fs, &temp.0, store, &mut reader)?;
     assert_eq!(last, keys + LOG_ENTRIES);
     drop(memory);
     let _ = std::fs::remove_dir_all(temp.0.join("receiver"));
@@ -285,7 +287,7 @@ fn catch_up(
     fs: &Arc<dyn Storage>,
     root: &Path,
     store: SnapshotStore,
-    log: &mut Log,
+    log: &mut LogReader,
 ) -> BenchResult<(Duration, u64)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;

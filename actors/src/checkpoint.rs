@@ -61,6 +61,7 @@ pub mod catchup;
 mod layout;
 mod log;
 mod policy;
+mod reader;
 mod record;
 mod snapshot;
 mod storage;
@@ -72,6 +73,7 @@ pub use log::{
     segment_path,
 };
 pub use policy::{CheckpointPolicy, Checkpointer, PinId};
+pub use reader::LogReader;
 pub use record::{MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordError, decode_record, encode_record};
 pub use snapshot::{
     Incoming, SNAPSHOT_HEADER_LEN, SnapshotError, SnapshotHeader, SnapshotMeta, SnapshotProblem,

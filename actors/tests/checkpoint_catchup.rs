@@ -74,7 +74,8 @@ fn catch_up_over_loopback_tcp() {
         let serving = async {
             let (mut stream, _) = listener.accept().await.unwrap();
             let mut pinned = None;
-            catchup::serve(&mut stream, &sender.store, &mut sender.log, 4096, |i| {
+            let mut reader = sender.log.reader().unwrap();
+            catchup::serve(&mut stream, &sender.store, &mut reader, 4096, |i| {
                 pinned = Some(i)
             })
             .await
@@ -140,11 +141,12 @@ fn lossy_run(seed: u64) -> (u32, u32) {
         let (mut rx, hello) = CatchUpReceiver::hello(&receiver.store, &receiver.log, 4096).unwrap();
         let hello = catchup::decode(&catchup::encode(&hello).unwrap()).unwrap();
         let mut tx = CatchUpSender::new(rng.usize(1000..4000));
-        tx.handle_hello(hello, &sender.store, &sender.log).unwrap();
+        let mut reader = sender.log.reader().unwrap();
+        tx.handle_hello(hello, &sender.store, &reader).unwrap();
         let cut_after = rng.u32(0..12);
         let mut outcome = Ok(());
         for sent in 0..1000u32 {
-            let Some(message) = tx.next_message(&sender.store, &mut sender.log).unwrap() else {
+            let Some(message) = tx.next_message(&sender.store, &mut reader).unwrap() else {
                 break;
             };
             if sent == cut_after && attempt < 30 {
@@ -212,25 +214,47 @@ fn reopen(old: Side) -> Side {
 }
 
 #[test]
-fn a_receiver_that_has_the_log_gets_only_the_suffix() {
+fn a_receiver_that_has_the_log_gets_only_the_suffix_while_the_sender_appends() {
     let (mut sender, _) = sender();
     let mut receiver = side("/receiver");
     receiver.log.reset(451).unwrap();
-    let (mut rx, hello) = CatchUpReceiver::hello(&receiver.store, &receiver.log, 4096).unwrap();
-    let mut tx = CatchUpSender::new(512);
-    assert_eq!(
-        tx.handle_hello(hello, &sender.store, &sender.log).unwrap(),
-        451
-    );
-    let mut messages = 0;
-    while let Some(message) = tx.next_message(&sender.store, &mut sender.log).unwrap() {
-        assert!(!matches!(message, CatchUpMessage::SnapshotStart { .. }));
-        rx.handle(message, &receiver.store, &mut receiver.log)
-            .unwrap();
-        messages += 1;
-        assert!(messages < 1000);
+    for round in 0..2u64 {
+        let (mut rx, hello) = CatchUpReceiver::hello(&receiver.store, &receiver.log, 4096).unwrap();
+        let mut tx = CatchUpSender::new(512);
+        let mut reader = sender.log.reader().unwrap();
+        let first = tx.handle_hello(hello, &sender.store, &reader).unwrap();
+        assert_eq!(first, [451, 601][round as usize]);
+        let mut messages = 0;
+        while let Some(message) = tx.next_message(&sender.store, &mut reader).unwrap() {
+            assert!(!matches!(message, CatchUpMessage::SnapshotStart { .. }));
+            rx.handle(message, &receiver.store, &mut receiver.log)
+                .unwrap();
+            // The chain keeps writing while the catch-up streams (segments roll, too).
+            if round == 0 {
+                let next = sender.log.next_index();
+                sender.log.append(&entry(next)).unwrap();
+            }
+            messages += 1;
+            assert!(messages < 1000);
+        }
+        assert!(rx.is_done());
+        if round == 0 {
+            assert_eq!(receiver.log.next_index(), 601, "what the reader saw");
+            sender.log.sync().unwrap();
+        }
     }
-    assert!(rx.is_done());
-    assert_eq!(receiver.log.next_index(), 601);
-    assert_eq!(receiver.log.read(451, 10).unwrap()[0].1, entry(451));
+    let next = sender.log.next_index();
+    assert!(next > 601);
+    assert_eq!(
+        receiver.log.next_index(),
+        next,
+        "the second round got the rest"
+    );
+    let mut index = 451;
+    while index < next {
+        for (at, bytes) in receiver.log.read(index, 1000).unwrap() {
+            assert_eq!(bytes, entry(at));
+            index = at + 1;
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phalanx_actors::checkpoint::{FsyncPolicy, Log, LogConfig, MemStorage};
+use phalanx_actors::checkpoint::{FsyncPolicy, Log, LogConfig, MemStorage, decode_record};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -76,6 +76,25 @@ fn check(log: &mut Log, model: &Model) -> Result<(), TestCaseError> {
         for (at, bytes) in records {
             prop_assert_eq!(at, index);
             prop_assert_eq!(&bytes, &model.entries[(at - 1) as usize]);
+            index += 1;
+        }
+    }
+    // A detached reader sees the same records.
+    let mut reader = log
+        .reader()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut index = reader.first_index();
+    while index < reader.next_index() {
+        let bytes = reader
+            .read(index, 64)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(!bytes.is_empty());
+        let mut at = 0;
+        while at < bytes.len() {
+            let (found, payload, used) = decode_record(&bytes[at..]).expect("verified record");
+            prop_assert_eq!(found, index);
+            prop_assert_eq!(payload, &model.entries[(index - 1) as usize][..]);
+            at += used;
             index += 1;
         }
     }

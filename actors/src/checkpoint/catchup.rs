@@ -26,6 +26,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::log::{Log, LogError};
+use super::reader::LogReader;
 use super::record::decode_record;
 use super::snapshot::{SnapshotError, SnapshotHeader, SnapshotMeta, SnapshotStore};
 use crate::bounded;
@@ -235,7 +236,7 @@ impl CatchUpSender {
         &mut self,
         message: CatchUpMessage,
         store: &SnapshotStore,
-        log: &Log,
+        log: &LogReader,
     ) -> Result<u64, CatchUpError> {
         let CatchUpMessage::Hello { log_next, partial } = message else {
             return Err(CatchUpError::Protocol("expected Hello"));
@@ -273,7 +274,7 @@ impl CatchUpSender {
     pub fn next_message(
         &mut self,
         store: &SnapshotStore,
-        log: &mut Log,
+        log: &mut LogReader,
     ) -> Result<Option<CatchUpMessage>, CatchUpError> {
         let state = std::mem::replace(&mut self.state, SenderState::Finished);
         let (message, state) = match state {
@@ -315,7 +316,8 @@ impl CatchUpSender {
                 (Some(CatchUpMessage::Done { last }), SenderState::Finished)
             }
             SenderState::Log { next, last } => {
-                let (first, mut records, _) = log.read_encoded(next, self.chunk)?;
+                let mut records = log.read(next, self.chunk)?;
+                let first = next;
                 // Never past `last`, nor past a chunk.
                 let (count, used) = leading_records(&records, last - next + 1);
                 if count == 0 {
@@ -495,9 +497,9 @@ impl CatchUpReceiver {
     }
 }
 
-/// Serves one catch-up on `stream`: reads the `Hello`, sends until done. `pin` is called
-/// with the first log index the catch-up sends (pin it in the checkpointer until this
-/// returns).
+/// Serves one catch-up on `stream` from a [`LogReader`] (so the log's owner keeps appending
+/// meanwhile): reads the `Hello`, sends until done. `pin` is called with the first log index
+/// the catch-up sends (pin it in the checkpointer until this returns).
 ///
 /// # Errors
 ///
@@ -505,7 +507,7 @@ impl CatchUpReceiver {
 pub async fn serve<S>(
     stream: &mut S,
     store: &SnapshotStore,
-    log: &mut Log,
+    log: &mut LogReader,
     chunk: usize,
     pin: impl FnOnce(u64),
 ) -> Result<(), CatchUpError>

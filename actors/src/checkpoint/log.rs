@@ -356,6 +356,21 @@ impl Log {
         self.segments.iter().map(|s| s.path.clone()).collect()
     }
 
+    /// The first index of every segment, oldest first.
+    pub(super) fn segment_firsts(&self) -> Vec<u64> {
+        self.segments.iter().map(|s| s.first).collect()
+    }
+
+    /// The storage the log lives on.
+    pub(super) fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    /// Hands buffered records to the operating system (no sync).
+    pub(super) fn flush_buffer(&mut self) -> Result<(), LogError> {
+        self.flush()
+    }
+
     /// Appends a record and returns its index. It reaches the operating system at the next
     /// [`commit`](Self::commit) (or earlier, when the buffer fills).
     ///
