@@ -16,7 +16,7 @@ use phalanx_runtime::{ActorRef, AskError, Reply};
 /// # Examples
 ///
 /// ```no_run
-/// # async fn demo(node: &phalanx::node::Node) -> Result<(), phalanx::node::KvError> {
+/// # async fn _demo(node: &phalanx::node::Node) -> Result<(), phalanx::node::KvError> {
 /// let kv = node.kv();
 /// kv.put("greeting", "hello").await?;
 /// assert_eq!(kv.get("greeting").await?, Some(b"hello".to_vec()));
