@@ -258,3 +258,29 @@ fn a_receiver_that_has_the_log_gets_only_the_suffix_while_the_sender_appends() {
         }
     }
 }
+
+#[test]
+fn records_larger_than_a_chunk_still_go_through() {
+    let mut sender = side("/sender");
+    for i in 0..5u8 {
+        sender.log.append(&[i; 3000]).unwrap();
+    }
+    let mut receiver = side("/receiver");
+    let (mut rx, hello) = CatchUpReceiver::hello(&receiver.store, &receiver.log, 4096).unwrap();
+    let mut tx = CatchUpSender::new(1000);
+    let mut reader = sender.log.reader().unwrap();
+    tx.handle_hello(hello, &sender.store, &reader).unwrap();
+    let mut messages = 0;
+    while let Some(message) = tx.next_message(&sender.store, &mut reader).unwrap() {
+        let message = catchup::decode(&catchup::encode(&message).unwrap()).unwrap();
+        rx.handle(message, &receiver.store, &mut receiver.log)
+            .unwrap();
+        messages += 1;
+        assert!(messages < 100);
+    }
+    assert_eq!(messages, 6, "one record per message, then Done");
+    assert_eq!(
+        receiver.log.read(5, 10_000).unwrap(),
+        vec![(5, vec![4; 3000])]
+    );
+}

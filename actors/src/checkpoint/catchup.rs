@@ -27,12 +27,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::log::{Log, LogError};
 use super::reader::LogReader;
-use super::record::decode_record;
+use super::record::{MAX_RECORD_LEN, RECORD_HEADER_LEN, decode_record};
 use super::snapshot::{SnapshotError, SnapshotHeader, SnapshotMeta, SnapshotStore};
 use crate::bounded;
 
-/// The largest chunk (snapshot bytes, or encoded records) a message may carry.
-pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+/// The largest chunk (snapshot bytes, or encoded records) a message may carry: one record of
+/// the largest size the log accepts fits.
+pub const MAX_CHUNK: usize = MAX_RECORD_LEN + RECORD_HEADER_LEN;
 
 /// The largest encoded message [`decode`] accepts.
 pub const MAX_FRAME: usize = MAX_CHUNK + 1024;
