@@ -46,6 +46,9 @@ pub(crate) struct NodeOptions {
     /// Directory for durable state (replicated log and snapshots; not used yet).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve metrics as Prometheus text at http://ADDR/metrics (for example 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// The membership protocol period in milliseconds: how often each node probes another.
     /// Failure detection takes a few periods; lower it for a local test cluster.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
@@ -187,6 +190,19 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     let runtime = Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let stop = shutdown_signal()?;
     let outcome = runtime.block_on(async {
+        // The recorder goes in before the node starts, so that every figure is recorded.
+        let _metrics = match options.metrics {
+            Some(addr) => {
+                let metrics = phalanx::metrics::Metrics::install()
+                    .map_err(|e| format!("cannot record metrics: {e}"))?;
+                let server = metrics.serve(addr).await.map_err(|e| {
+                    format!("cannot serve metrics on {addr}: {e} (is the port free?)")
+                })?;
+                println!("metrics at http://{}/metrics", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         let node = Node::start(config).await.map_err(|e| e.to_string())?;
         println!("node {} listening on {}", node.id(), node.local_addr());
         let ended = futures_lite::future::or(

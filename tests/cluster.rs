@@ -180,3 +180,28 @@ fn multicast_discovery_forms_a_cluster_without_seeds() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `phalanx node --metrics ADDR` serves Prometheus text with the runtime's figures.
+#[test]
+fn a_node_serves_its_metrics() {
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen(dir.path(), "cluster.key");
+    let metrics = free_addr();
+    let _node = start_with(&key, &["--metrics", &metrics.to_string()]);
+    let mut text = String::new();
+    for _ in 0..100 {
+        text.clear();
+        if let Ok(mut stream) = std::net::TcpStream::connect(metrics) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            if stream.write_all(request).is_ok() && stream.read_to_string(&mut text).is_ok() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("phalanx_actors_started_total"), "{text}");
+}
