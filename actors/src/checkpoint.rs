@@ -22,6 +22,8 @@
 //! - [`DataDir`]: a node's data directory (lock, identity, per-chain log and snapshots).
 //! - [`Checkpointer`] (sans-IO policy) and [`CheckpointActor`]: when to snapshot and how far
 //!   to truncate, keeping what in-flight catch-ups pin.
+//! - [`append_entries`], [`read_entries`], [`write_snapshot`], [`load_snapshot`]: a thin
+//!   typed layer for chain replicas (log index = entry sequence number).
 //! - [`catchup`]: the catch-up stream (snapshot chunks, then the log suffix), resumable and
 //!   verified before anything is installed.
 //!
@@ -65,6 +67,7 @@ mod reader;
 mod record;
 mod snapshot;
 mod storage;
+mod typed;
 
 pub use actor::{Captured, CheckpointActor, CheckpointMessage, CheckpointOwner, CheckpointStatus};
 pub use layout::{DataDir, DataDirError, NodeIdentity, ShardStore};
@@ -80,3 +83,4 @@ pub use snapshot::{
     SnapshotStore, verify_snapshot,
 };
 pub use storage::{AppendFile, FsStorage, MemStorage, Storage, SyncHandle};
+pub use typed::{ChainStoreError, append_entries, load_snapshot, read_entries, write_snapshot};
