@@ -21,6 +21,7 @@ mod admin;
 mod chain;
 mod gossip;
 mod kv;
+mod metrics;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -106,6 +107,8 @@ pub struct Node {
     chain: Option<Arc<chain::ChainServices>>,
     /// The local actors registered cluster-wide, by name (`ActorRef<M>` behind `Any`).
     globals: Mutex<HashMap<String, Box<dyn Any + Send>>>,
+    /// The node's figures on the metrics endpoint, while a recorder is installed.
+    _metrics: Option<crate::metrics::CollectorGuard>,
 }
 
 /// A node could not start or serve a request.
@@ -256,6 +259,7 @@ impl Node {
             }
         }
         let root = root.start()?;
+        let metrics = metrics::collect(node, &remoting, &table);
         Ok(Node {
             remoting,
             root,
@@ -264,6 +268,7 @@ impl Node {
             registry,
             chain,
             globals: Mutex::new(HashMap::new()),
+            _metrics: metrics,
         })
     }
 

@@ -204,4 +204,10 @@ fn a_node_serves_its_metrics() {
     }
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("phalanx_actors_started_total"), "{text}");
+    // The node's own figures: its membership by state, and dropped frames by reason.
+    assert!(
+        text.contains("phalanx_gossip_members{node=") && text.contains("state=\"alive\""),
+        "{text}"
+    );
+    assert!(text.contains("reason=\"unauthenticated\""), "{text}");
 }
