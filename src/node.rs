@@ -258,7 +258,10 @@ impl Node {
                 root = root.child(spec);
             }
         }
-        let root = root.start()?;
+        // Every service actor (and what it spawns) runs under the node's span, so its events
+        // carry the node id as well as the actor's.
+        let span = tracing::info_span!("node", id = %node);
+        let root = span.in_scope(|| root.start())?;
         let metrics = metrics::collect(node, &remoting, &table);
         Ok(Node {
             remoting,
