@@ -592,10 +592,7 @@ impl Log {
         let bytes = self
             .storage
             .read_at(&path, start, (end - start) as usize)
-            .map_err(|source| LogError::Io {
-                file: path.clone(),
-                source,
-            })?;
+            .map_err(io_at(&path))?;
         Ok((from, bytes, path))
     }
 
@@ -617,12 +614,7 @@ impl Log {
             removed += 1;
         }
         if removed > 0 {
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|source| LogError::Io {
-                    file: self.dir.clone(),
-                    source,
-                })?;
+            self.storage.sync_dir(&self.dir).map_err(io_at(&self.dir))?;
         }
         Ok(removed)
     }
@@ -645,40 +637,16 @@ impl Log {
             .collect();
         // The old newest segment may share the name only if it is empty and starts at `next`.
         if self.storage.exists(&path) {
-            self.storage
-                .truncate(&path, 0)
-                .map_err(|source| LogError::Io {
-                    file: path.clone(),
-                    source,
-                })?;
+            self.storage.truncate(&path, 0).map_err(io_at(&path))?;
         }
         self.buffer.clear();
-        self.active = self
-            .storage
-            .open_append(&path)
-            .map_err(|source| LogError::Io {
-                file: path.clone(),
-                source,
-            })?;
-        let dir_error = |source| LogError::Io {
-            file: self.dir.clone(),
-            source,
-        };
+        self.active = self.storage.open_append(&path).map_err(io_at(&path))?;
+        let dir_error = io_at(&self.dir);
         self.storage.sync_dir(&self.dir).map_err(dir_error)?;
         for stale in &old {
-            self.storage
-                .remove_file(stale)
-                .map_err(|source| LogError::Io {
-                    file: stale.clone(),
-                    source,
-                })?;
+            self.storage.remove_file(stale).map_err(io_at(stale))?;
         }
-        self.storage
-            .sync_dir(&self.dir)
-            .map_err(|source| LogError::Io {
-                file: self.dir.clone(),
-                source,
-            })?;
+        self.storage.sync_dir(&self.dir).map_err(io_at(&self.dir))?;
         self.segments
             .push(Segment::sealed(next, path, Vec::new(), 0));
         self.next = next;
@@ -700,10 +668,7 @@ impl Log {
         })?;
         self.active
             .append(&self.buffer)
-            .map_err(|source| LogError::Io {
-                file: segment.path.clone(),
-                source,
-            })?;
+            .map_err(io_at(&segment.path))?;
         segment.written += self.buffer.len() as u64;
         self.unsynced_bytes += self.buffer.len() as u64;
         self.buffer.clear();
@@ -715,19 +680,8 @@ impl Log {
     fn roll(&mut self) -> Result<(), LogError> {
         self.sync()?;
         let path = segment_path(&self.dir, self.next);
-        self.active = self
-            .storage
-            .open_append(&path)
-            .map_err(|source| LogError::Io {
-                file: path.clone(),
-                source,
-            })?;
-        self.storage
-            .sync_dir(&self.dir)
-            .map_err(|source| LogError::Io {
-                file: self.dir.clone(),
-                source,
-            })?;
+        self.active = self.storage.open_append(&path).map_err(io_at(&path))?;
+        self.storage.sync_dir(&self.dir).map_err(io_at(&self.dir))?;
         self.segments
             .push(Segment::sealed(self.next, path, Vec::new(), 0));
         Ok(())
@@ -818,4 +772,12 @@ fn scan_bytes(
         }
     }
     Ok((offsets, at as u64, None))
+}
+
+/// Maps an I/O error on `file` to [`LogError::Io`] naming that file.
+fn io_at(file: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        file: file.to_path_buf(),
+        source,
+    }
 }
