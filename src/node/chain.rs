@@ -59,12 +59,15 @@ pub const CHAIN_LENGTH: usize = 3;
 const CONNECT: Duration = Duration::from_secs(2);
 /// Packets queued per destination before new ones are dropped.
 const QUEUE: usize = 65_536;
+/// The most packets in one [`ChainWire`].
+const BATCH: usize = 1_024;
 /// The mailbox capacity of the chain actors (they take bursts of pipelined requests).
 pub(crate) const MAILBOX: usize = 65_536;
 
-/// A chain packet between nodes' routers.
+/// Chain packets between nodes' routers: whatever was queued for that node, in order (one
+/// remote message for many packets when the chain is busy).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ChainWire(pub Packet);
+pub struct ChainWire(pub Vec<Packet>);
 
 impl RemoteMessage for ChainWire {
     const TAG: &'static str = "phalanx.ChainWire.v1";
@@ -327,7 +330,13 @@ impl ChainServices {
 /// the queue's sender is gone (the node stopped).
 async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<Packet>) {
     let mut router: Option<ActorRef<ChainWire>> = None;
-    while let Ok(packet) = queue.recv_async().await {
+    while let Ok(first) = queue.recv_async().await {
+        let mut packets = vec![first];
+        while packets.len() < BATCH
+            && let Ok(packet) = queue.try_recv()
+        {
+            packets.push(packet);
+        }
         if router.as_ref().is_none_or(|r| !r.is_alive()) {
             router = connect(&remoting, addr).await;
             if router.is_none() {
@@ -338,7 +347,7 @@ async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<
             }
         }
         if let Some(peer) = &router
-            && peer.tell(ChainWire(packet)).await.is_err()
+            && peer.tell(ChainWire(packets)).await.is_err()
         {
             router = None;
         }
@@ -378,10 +387,12 @@ impl Actor for Router {
     }
 
     async fn handle(&mut self, _: &mut Context<Self>, msg: ChainWire) -> Result<(), HandlerError> {
-        self.services.deliver(Inbound {
-            packet: msg.0,
-            authenticated: self.services.authenticated,
-        });
+        for packet in msg.0 {
+            self.services.deliver(Inbound {
+                packet,
+                authenticated: self.services.authenticated,
+            });
+        }
         Ok(())
     }
 }

@@ -130,8 +130,7 @@ impl Kv {
         request: impl FnOnce(Reply<Result<R, ClientError>>) -> ClientInput<KvMap>,
     ) -> Result<R, KvError> {
         let name = self.client.as_deref().ok_or(KvError::Disabled)?;
-        let client: ActorRef<ClientInput<KvMap>> =
-            phalanx_runtime::registry::whereis(name).ok_or(KvError::Stopped)?;
+        let client = client_actor(name).await.ok_or(KvError::Stopped)?;
         match client.ask(request, self.timeout).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(ClientError::NoChain)) => Err(KvError::NoChain),
@@ -140,4 +139,16 @@ impl Kv {
             Err(_) => Err(KvError::Stopped),
         }
     }
+}
+
+/// The node's client actor. Right after the node starts, or while the supervisor restarts
+/// it, it may not be registered yet: wait a little (bounded) before giving up.
+async fn client_actor(name: &str) -> Option<ActorRef<ClientInput<KvMap>>> {
+    for _ in 0..50 {
+        if let Some(client) = phalanx_runtime::registry::whereis(name) {
+            return Some(client);
+        }
+        phalanx_runtime::sleep(Duration::from_millis(10)).await;
+    }
+    None
 }

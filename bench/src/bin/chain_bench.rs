@@ -1,0 +1,397 @@
+//! Chain replication throughput and latency: a three-node chain of separate `serve` processes
+//! of this binary on loopback, and a client-only node in this process keeping many requests
+//! outstanding through `Node::kv` (pipelining; the replicas batch what they forward).
+//!
+//! `cargo run --release -p phalanx-bench --bin chain_bench -- [--seconds N] [--inflight N]
+//! [--keys N] [--value BYTES] [MIX...]` prints one markdown table: per mix, operations and
+//! writes per second, and p50/p99 latency of writes and reads. Mixes: `write` (100 % writes),
+//! `read` (100 % reads), `a` (YCSB-like A: 50 % reads), `b` (YCSB-like B: 95 % reads).
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use phalanx::Runtime;
+use phalanx::node::{Kv, Node, NodeConfig, chain_status_of, cluster_id};
+use phalanx::transports::Key;
+
+const USAGE: &str = "usage: chain_bench [--seconds N] [--inflight N] [--keys N] [--value BYTES] \
+                     [write|read|a|b ...]";
+const SERVE: &str = "serve";
+const KEY_VAR: &str = "CHAIN_BENCH_KEY";
+
+#[derive(Debug, Clone)]
+struct Options {
+    seconds: u64,
+    inflight: usize,
+    keys: u64,
+    value: usize,
+    mixes: Vec<(&'static str, u32)>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = if args.first().map(String::as_str) == Some(SERVE) {
+        serve(&args[1..])
+    } else {
+        parse(&args).and_then(|options| run(&options))
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chain_bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        seconds: 5,
+        inflight: 512,
+        keys: 10_000,
+        value: 100,
+        mixes: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Result<u64, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("{name} needs a number\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--seconds" => options.seconds = number("--seconds")?.max(1),
+            "--inflight" => options.inflight = number("--inflight")?.max(1) as usize,
+            "--keys" => options.keys = number("--keys")?.max(1),
+            "--value" => options.value = number("--value")? as usize,
+            "write" => options.mixes.push(("write (0% reads)", 0)),
+            "read" => options.mixes.push(("read (100% reads)", 100)),
+            "a" => options.mixes.push(("YCSB A (50% reads)", 50)),
+            "b" => options.mixes.push(("YCSB B (95% reads)", 95)),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if options.mixes.is_empty() {
+        options.mixes = vec![
+            ("write (0% reads)", 0),
+            ("read (100% reads)", 100),
+            ("YCSB A (50% reads)", 50),
+            ("YCSB B (95% reads)", 95),
+        ];
+    }
+    Ok(options)
+}
+
+/// A chain node process of this binary, killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> Result<SocketAddr, String> {
+    for _ in 0..100 {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err("no free loopback port".into())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn key_from_env() -> Result<Key, String> {
+    let text = std::env::var(KEY_VAR).map_err(|_| format!("{KEY_VAR} is not set"))?;
+    let mut bytes = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(format!("{KEY_VAR} must be 64 hex digits"));
+    }
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("{KEY_VAR} must be 64 hex digits"))?;
+    }
+    Ok(Key::from_bytes(bytes))
+}
+
+fn node_config(key: &Key, listen: SocketAddr, group: &[SocketAddr]) -> NodeConfig {
+    let mut config = NodeConfig::new(listen);
+    config.key = Some(key.clone());
+    config.seeds = group.iter().copied().filter(|a| *a != listen).collect();
+    config.chain_group = group.to_vec();
+    config.gossip.probe_interval = Duration::from_millis(200);
+    config.gossip.probe_timeout = Duration::from_millis(100);
+    config
+}
+
+/// `serve ADDR GROUP`: one chain node until stdin closes (the parent ended).
+fn serve(args: &[String]) -> Result<(), String> {
+    let (Some(listen), Some(group)) = (args.first(), args.get(1)) else {
+        return Err("serve needs ADDR and GROUP".into());
+    };
+    let listen: SocketAddr = listen.parse().map_err(|e| format!("{listen}: {e}"))?;
+    let group: Vec<SocketAddr> = group
+        .split(',')
+        .map(|a| a.parse().map_err(|e| format!("{a}: {e}")))
+        .collect::<Result<_, String>>()?;
+    let key = key_from_env()?;
+    // One worker per node process: three nodes and the client share the machine's cores, and
+    // more threads than cores only add context switches.
+    let workers = std::env::var("CHAIN_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let runtime = Runtime::builder()
+        .worker_threads(workers)
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let node = Node::start(node_config(&key, listen, &group))
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = phalanx::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await;
+        node.shutdown().await;
+        Ok::<(), String>(())
+    })?;
+    let _ = runtime.shutdown(Duration::from_secs(2));
+    Ok(())
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let key = Key::generate().map_err(|e| e.to_string())?;
+    let group: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect::<Result<_, _>>()?;
+    let list: Vec<String> = group.iter().map(ToString::to_string).collect();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut servers = Vec::new();
+    for addr in &group {
+        let child = Command::new(&exe)
+            .args([SERVE, &addr.to_string(), &list.join(",")])
+            .env(KEY_VAR, hex(&key.to_bytes()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start a chain node: {e}"))?;
+        servers.push(Server(child));
+    }
+    let runtime = Runtime::new().map_err(|e| e.to_string())?;
+    let outcome = runtime.block_on(async {
+        wait_for_chain(&key, group[0]).await?;
+        eprintln!("chain_bench: the chain formed");
+        let mut config = node_config(&key, free_addr()?, &group);
+        config.chain_replica = false;
+        let client = Node::start(config).await.map_err(|e| e.to_string())?;
+        let kv = client.kv();
+        let mut ready = false;
+        for _ in 0..20 {
+            match kv.put("warmup", "x").await {
+                Ok(()) => {
+                    ready = true;
+                    break;
+                }
+                Err(error) => {
+                    let members: Vec<String> = client
+                        .members()
+                        .iter()
+                        .map(|row| format!("{:016x}@{}:{}", row.node, row.addr, row.state))
+                        .collect();
+                    let report = chain_status_of(
+                        group[0],
+                        cluster_id("phalanx"),
+                        Some(key.clone()),
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .map(|r| format!("{:?}", r.config))
+                    .unwrap_or_default();
+                    eprintln!(
+                        "chain_bench: warm-up write: {error}; client sees {members:?}; chain {report}"
+                    );
+                }
+            }
+            phalanx::sleep(Duration::from_millis(50)).await;
+        }
+        if !ready {
+            return Err("the client node never reached the chain".to_owned());
+        }
+        eprintln!("chain_bench: the client reached the chain; writing every key once");
+        preload(&kv, options).await?;
+        println!(
+            "chain_bench: 3-node chain (separate processes) on loopback, 1 client node, {} in \
+             flight, {} keys, {}-byte values, {} s per mix, {} cores",
+            options.inflight,
+            options.keys,
+            options.value,
+            options.seconds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!();
+        println!(
+            "| mix | ops/s | writes/s | write p50 | write p99 | read p50 | read p99 | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        for (name, reads) in &options.mixes {
+            eprintln!("chain_bench: measuring {name}");
+            let result = measure(&kv, options, *reads).await;
+            println!("| {name} | {} |", result.row());
+        }
+        client.shutdown().await;
+        Ok(())
+    });
+    drop(servers);
+    let _ = runtime.shutdown(Duration::from_secs(2));
+    outcome
+}
+
+async fn wait_for_chain(key: &Key, node: SocketAddr) -> Result<(), String> {
+    let cluster = cluster_id("phalanx");
+    for _ in 0..300 {
+        if let Ok(report) =
+            chain_status_of(node, cluster, Some(key.clone()), Duration::from_secs(2)).await
+            && report
+                .config
+                .is_some_and(|c| c.members.len() == phalanx::node::CHAIN_LENGTH)
+        {
+            return Ok(());
+        }
+        phalanx::sleep(Duration::from_millis(100)).await;
+    }
+    Err("the chain never formed".into())
+}
+
+/// Writes every key once, so that reads find values.
+async fn preload(kv: &Kv, options: &Options) -> Result<(), String> {
+    let value = vec![b'v'; options.value];
+    let tasks: Vec<_> = (0..options.inflight as u64)
+        .map(|lane| {
+            let (kv, value, keys, lanes) = (
+                kv.clone(),
+                value.clone(),
+                options.keys,
+                options.inflight as u64,
+            );
+            phalanx::spawn(async move {
+                let mut key = lane;
+                while key < keys {
+                    kv.put(format!("key{key}"), value.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    key += lanes;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    Ok(())
+}
+
+struct Measured {
+    elapsed: Duration,
+    writes: Histogram<u64>,
+    reads: Histogram<u64>,
+    errors: u64,
+}
+
+impl Measured {
+    fn row(&self) -> String {
+        let seconds = self.elapsed.as_secs_f64().max(1e-9);
+        let ops = (self.writes.len() + self.reads.len()) as f64 / seconds;
+        let writes = self.writes.len() as f64 / seconds;
+        let quantile = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.2} ms", h.value_at_quantile(q) as f64 / 1000.0)
+            }
+        };
+        format!(
+            "{:.0} | {:.0} | {} | {} | {} | {} | {}",
+            ops,
+            writes,
+            quantile(&self.writes, 0.5),
+            quantile(&self.writes, 0.99),
+            quantile(&self.reads, 0.5),
+            quantile(&self.reads, 0.99),
+            self.errors
+        )
+    }
+}
+
+/// Runs `options.inflight` request loops for `options.seconds`; `reads` percent are reads.
+async fn measure(kv: &Kv, options: &Options, reads: u32) -> Measured {
+    let stop = Arc::new(AtomicBool::new(false));
+    let value = vec![b'w'; options.value];
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..options.inflight as u64)
+        .map(|lane| {
+            let (kv, value, stop, keys) = (kv.clone(), value.clone(), stop.clone(), options.keys);
+            phalanx::spawn(async move {
+                let mut writes = histogram();
+                let mut reads_h = histogram();
+                let mut errors = 0u64;
+                let mut state = lane.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                while !stop.load(Ordering::Relaxed) {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let key = format!("key{}", state % keys);
+                    let read = (state >> 40) % 100 < u64::from(reads);
+                    let begun = Instant::now();
+                    let ok = if read {
+                        kv.get(key).await.is_ok()
+                    } else {
+                        kv.put(key, value.clone()).await.is_ok()
+                    };
+                    let micros = begun.elapsed().as_micros() as u64;
+                    let histogram = if read { &mut reads_h } else { &mut writes };
+                    if ok {
+                        let _ = histogram.record(micros.max(1));
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (writes, reads_h, errors)
+            })
+        })
+        .collect();
+    phalanx::sleep(Duration::from_secs(options.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let mut measured = Measured {
+        elapsed,
+        writes: histogram(),
+        reads: histogram(),
+        errors: 0,
+    };
+    for task in tasks {
+        let (writes, reads, errors) = task.await;
+        let _ = measured.writes.add(writes);
+        let _ = measured.reads.add(reads);
+        measured.errors += errors;
+    }
+    measured
+}
+
+fn histogram() -> Histogram<u64> {
+    // Three significant figures is always a valid precision.
+    Histogram::new(3).expect("a valid histogram precision")
+}
