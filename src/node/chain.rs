@@ -61,6 +61,14 @@ const CONNECT: Duration = Duration::from_secs(2);
 const QUEUE: usize = 65_536;
 /// The most packets in one [`ChainWire`].
 const BATCH: usize = 1_024;
+/// Read-lease length of the node's replicas (the fence wait is 1.5 times this). Longer than
+/// the sans-IO defaults: a node process on a busy machine can be descheduled for hundreds of
+/// milliseconds, and a lease that lapses or a replica that seems silent starts a
+/// reconfiguration.
+const LEASE: Duration = Duration::from_millis(600);
+/// How long a replica may stay silent (or make no progress) before it is removed. Failover
+/// takes about this plus the fence wait.
+const SUSPECT_AFTER: Duration = Duration::from_secs(1);
 /// The mailbox capacity of the chain actors (they take bursts of pipelined requests).
 pub(crate) const MAILBOX: usize = 65_536;
 
@@ -164,6 +172,7 @@ impl ChainServices {
                     let mut settings =
                         GroupSettings::new(services.group_ids(), ChainConfig::initial(&[]));
                     settings.target_length = CHAIN_LENGTH;
+                    settings.suspect_after = SUSPECT_AFTER;
                     let mut driver = DriverSettings::default();
                     driver.tick = Duration::from_millis(20);
                     GroupActor::with_settings(
@@ -183,11 +192,12 @@ impl ChainServices {
                 ChildSpec::new("chain.replica", move || {
                     let restarts = services.restarts.fetch_add(1, Ordering::Relaxed);
                     let incarnation = services.incarnation | (restarts & 0xffff);
-                    let replica = Replica::<KvMap>::new(
-                        ReplicaId(services.me),
-                        incarnation,
-                        ReplicaSettings::new(services.group_ids()),
-                    );
+                    let mut settings = ReplicaSettings::new(services.group_ids());
+                    settings.lease = LEASE;
+                    settings.fence_wait = LEASE * 3 / 2;
+                    settings.suspect_after = SUSPECT_AFTER;
+                    let replica =
+                        Replica::<KvMap>::new(ReplicaId(services.me), incarnation, settings);
                     ReplicaActor::new(
                         replica,
                         Arc::new(Transport(services.clone())),
