@@ -2,26 +2,17 @@
 //! empty first configuration, serve puts, gets, compare-and-sets and deletes through
 //! `Node::kv`, and keep serving, losing nothing acknowledged, when a replica node stops.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[path = "support/nodes.rs"]
+mod nodes;
+
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use phalanx::Runtime;
 use phalanx::node::{KvError, Node, NodeConfig};
 use phalanx::transports::Key;
 
-/// A loopback address whose port was free for both TCP and UDP a moment ago.
-fn free_addr() -> SocketAddr {
-    for _ in 0..100 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no free loopback port");
-}
+use nodes::free_addr;
 
 fn config(
     key: &Key,

@@ -3,120 +3,29 @@
 //! restarted before the next kill. The client sees only successes or one-line errors, and
 //! afterwards every acknowledged write is readable.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+#[path = "support/nodes.rs"]
+mod nodes;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+use nodes::{NodeProcess, free_addr, keygen, start_chain_node, until_chain_of};
 
-/// A node process, killed when dropped so that a failing test leaves nothing behind.
-struct NodeProcess {
-    child: Child,
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback address whose port was free for both TCP and UDP a moment ago.
-fn free_addr() -> SocketAddr {
-    for _ in 0..100 {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no free loopback port");
-}
-
-fn keygen(dir: &Path) -> PathBuf {
-    let key = dir.join("cluster.key");
-    let output = Command::new(BIN)
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .expect("keygen");
-    assert!(output.status.success(), "{output:?}");
-    key
-}
-
+/// A chain node whose configuration group and seeds are all of `all`.
 fn start(key: &Path, listen: SocketAddr, all: &[SocketAddr]) -> NodeProcess {
-    let group: Vec<String> = all.iter().map(ToString::to_string).collect();
-    let mut command = Command::new(BIN);
-    command
-        .args([
-            "node",
-            "--listen",
-            &listen.to_string(),
-            "--probe-interval",
-            "100",
-        ])
-        .args(["--chain-group", &group.join(",")])
-        .arg("--cluster-key-file")
-        .arg(key);
-    for seed in all.iter().filter(|a| **a != listen) {
-        command.args(["--seed", &seed.to_string()]);
-    }
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts");
-    NodeProcess { child }
+    start_chain_node(key, listen, all, all)
 }
 
 fn cli(key: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--cluster-key-file")
-        .arg(key)
-        .args(["--timeout", "10"])
-        .output()
-        .expect("the CLI runs")
+    nodes::cli(key, Duration::from_secs(10), args)
 }
 
-/// The chain's member addresses, head first, when all of them report their progress.
-fn chain_members(key: &Path, node: SocketAddr) -> Option<Vec<SocketAddr>> {
-    let output = cli(key, &["chain", "status", "--node", &node.to_string()]);
-    if !output.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut members = Vec::new();
-    for line in text.lines().skip_while(|l| !l.starts_with("POS")).skip(1) {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() != 6 || !fields[0].chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if fields[3] == "?" {
-            return None;
-        }
-        members.push(fields[2].parse().ok()?);
-    }
-    Some(members)
-}
-
-/// Waits (bounded: 60 s) until the chain has three members that all answer.
 fn until_three(key: &Path, nodes: &[SocketAddr]) -> Vec<SocketAddr> {
-    for round in 0..300 {
-        let node = nodes[round % nodes.len()];
-        if let Some(members) = chain_members(key, node)
-            && members.len() == 3
-        {
-            return members;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("the chain never had three answering members");
+    until_chain_of(key, nodes, 3)
 }
 
 fn assert_one_line_error(output: &Output) {
