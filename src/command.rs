@@ -240,8 +240,8 @@ pub(crate) fn members(options: &MembersOptions) -> Outcome {
         )
     })?;
     println!(
-        "{:<16}  {:<8} {:>15}  ADDRESS",
-        "NODE", "STATE", "INCARNATION"
+        "{:<16}  {:<8} {:>15}  {:<21}  ROLES",
+        "NODE", "STATE", "INCARNATION", "ADDRESS"
     );
     for row in rows {
         println!("{row}");

@@ -41,6 +41,12 @@ fn killing_head_middle_and_tail_in_turn_loses_no_acknowledged_write() {
     let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
     let mut processes: Vec<NodeProcess> = addrs.iter().map(|a| start(&key, *a, &addrs)).collect();
     until_three(&key, &addrs);
+    // `phalanx members` shows what each member does.
+    let table = cli(&key, &["members", "--node", &addrs[0].to_string()]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    for role in ["group", "head", "middle", "tail"] {
+        assert!(table.contains(role), "no {role} in\n{table}");
+    }
 
     // The client: writes through the nodes in turn until told to stop (bounded).
     let stop = Arc::new(AtomicBool::new(false));

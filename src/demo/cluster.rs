@@ -361,8 +361,8 @@ fn incarnation(rows: &[MemberRow], addr: SocketAddr) -> Option<u64> {
 
 fn print_table(rows: &[MemberRow]) {
     println!(
-        "            {:<16}  {:<8} {:>15}  ADDRESS",
-        "NODE", "STATE", "INCARNATION"
+        "            {:<16}  {:<8} {:>15}  {:<21}  ROLES",
+        "NODE", "STATE", "INCARNATION", "ADDRESS"
     );
     for row in rows {
         println!("            {row}");

@@ -96,7 +96,7 @@ pub struct ChainReport {
 }
 
 impl RemoteMessage for AdminRequest {
-    const TAG: &'static str = "phalanx.AdminRequest.v1";
+    const TAG: &'static str = "phalanx.AdminRequest.v2";
 }
 
 /// One member in a node's view of the cluster.
@@ -113,6 +113,10 @@ pub struct MemberRow {
     pub state: String,
     /// Whether this row is the answering node itself.
     pub is_self: bool,
+    /// What the member does for the cluster as the answering node sees it: `group` (a
+    /// configuration-group node), `head`, `middle` or `tail` (its place in the chain).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl MemberRow {
@@ -123,6 +127,7 @@ impl MemberRow {
             addr,
             state: state.to_owned(),
             is_self: false,
+            roles: Vec::new(),
         }
     }
 }
@@ -130,10 +135,18 @@ impl MemberRow {
 impl fmt::Display for MemberRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let marker = if self.is_self { " (this node)" } else { "" };
+        let roles = if self.roles.is_empty() {
+            "-".to_owned()
+        } else {
+            self.roles.join(",")
+        };
         write!(
             f,
-            "{:016x}  {:<8} {:>15}  {}{marker}",
-            self.node, self.state, self.incarnation, self.addr
+            "{:016x}  {:<8} {:>15}  {:<21}  {roles}{marker}",
+            self.node,
+            self.state,
+            self.incarnation,
+            self.addr.to_string()
         )
     }
 }
@@ -156,6 +169,30 @@ impl AdminActor {
             chain,
         }
     }
+}
+
+/// Marks the configuration-group nodes and the chain's members in a membership table.
+async fn with_roles(mut rows: Vec<MemberRow>, chain: &Arc<ChainServices>) -> Vec<MemberRow> {
+    let report = chain_report(Some(chain.clone())).await;
+    let members = report
+        .config
+        .map(|config| config.members)
+        .unwrap_or_default();
+    for row in &mut rows {
+        if chain.is_group_address(row.addr) {
+            row.roles.push("group".to_owned());
+        }
+        if let Some(position) = members.iter().position(|m| m.id.0 == row.node) {
+            let place = match position {
+                0 if members.len() == 1 => "head,tail",
+                0 => "head",
+                p if p + 1 == members.len() => "tail",
+                _ => "middle",
+            };
+            row.roles.push(place.to_owned());
+        }
+    }
+    rows
 }
 
 pub(crate) async fn chain_report(chain: Option<Arc<ChainServices>>) -> ChainReport {
@@ -221,7 +258,16 @@ impl Actor for AdminActor {
         match msg {
             AdminRequest::Members(reply) => {
                 let rows = self.table.lock().map(|t| t.clone()).unwrap_or_default();
-                let _ = reply.send(rows);
+                match self.chain.clone() {
+                    // The chain's view may wait on the chain actors: answered from a task.
+                    Some(chain) => phalanx_runtime::spawn(async move {
+                        let _ = reply.send(with_roles(rows, &chain).await);
+                    })
+                    .detach(),
+                    None => {
+                        let _ = reply.send(rows);
+                    }
+                }
             }
             // Both may wait on other actors (a write up to its deadline): answered from a
             // task, so the admin actor stays responsive.

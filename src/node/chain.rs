@@ -115,6 +115,11 @@ pub(crate) struct ChainNames {
 }
 
 impl ChainServices {
+    /// Whether `addr` is one of the configuration group's addresses.
+    pub(crate) fn is_group_address(&self, addr: SocketAddr) -> bool {
+        self.group.contains(&addr)
+    }
+
     pub(crate) fn new(
         remoting: Arc<Remoting>,
         table: Arc<Mutex<Vec<MemberRow>>>,
