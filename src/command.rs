@@ -43,7 +43,9 @@ pub(crate) struct NodeOptions {
     /// Register and find members through mDNS.
     #[arg(long)]
     mdns: bool,
-    /// Directory for durable state (replicated log and snapshots; not used yet).
+    /// Directory for the node's durable state: its identity (a node restarted on the same
+    /// directory is the same node, with a new incarnation) and a lock against a second
+    /// process. The chain's log and snapshots will live there too (not yet).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Serve metrics as Prometheus text at http://ADDR/metrics (for example 127.0.0.1:9464).
@@ -187,6 +189,7 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the data dir {}: {e}", dir.display()))?;
     }
+    config.data_dir = options.data_dir.clone();
     let runtime = Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let stop = shutdown_signal()?;
     let outcome = runtime.block_on(async {

@@ -26,9 +26,11 @@ mod metrics;
 use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use phalanx_actors::checkpoint::{DataDir, DataDirError, FsStorage};
 use phalanx_actors::discovery::{
     BeaconTransport, CandidateSink, DiscoveryActor, DiscoveryConfig, DnsName, DriverConfig,
     MdnsConfig, MulticastConfig,
@@ -91,6 +93,11 @@ pub struct NodeConfig {
     /// Run a chain replica (the default). Without one, a node with a chain group is a
     /// client-only node: [`Node::kv`] works, but the node never joins the chain.
     pub chain_replica: bool,
+    /// The node's data directory: it keeps the node's identity, so a node restarted on the
+    /// same directory is the same node (same id, a new incarnation), and a lock, so two
+    /// processes never share one. The chain's state does not live there yet (see the
+    /// durability chapter of the book).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A running node.
@@ -109,6 +116,8 @@ pub struct Node {
     globals: Mutex<HashMap<String, Box<dyn Any + Send>>>,
     /// The node's figures on the metrics endpoint, while a recorder is installed.
     _metrics: Option<crate::metrics::CollectorGuard>,
+    /// The data directory, locked while the node runs.
+    _data_dir: Option<DataDir>,
 }
 
 /// A node could not start or serve a request.
@@ -132,6 +141,9 @@ pub enum NodeError {
     /// A request to another node failed.
     #[error("{0}")]
     Remote(#[from] RemoteError),
+    /// The data directory could not be opened or its identity file is damaged.
+    #[error("{0}")]
+    DataDir(#[from] DataDirError),
     /// A cluster-wide registration failed.
     #[error("registry: {0}")]
     Registry(String),
@@ -157,6 +169,7 @@ impl NodeConfig {
             gossip: GossipConfig::default(),
             chain_group: Vec::new(),
             chain_replica: true,
+            data_dir: None,
         }
     }
 }
@@ -172,7 +185,14 @@ impl Node {
         if !config.chain_group.is_empty() && config.key.is_none() {
             return Err(NodeError::ChainNeedsKey);
         }
-        let node = NodeId::random().map_err(|_| NodeError::Random)?;
+        let (data_dir, node) = match &config.data_dir {
+            Some(dir) => {
+                let data_dir = DataDir::open(Arc::new(FsStorage), dir)?;
+                let identity = data_dir.load_or_create_identity()?;
+                (Some(data_dir), NodeId::from_u128(identity.id))
+            }
+            None => (None, NodeId::random().map_err(|_| NodeError::Random)?),
+        };
         let incarnation = incarnation_now();
         let cluster = cluster_id(&config.cluster);
         let transport =
@@ -272,6 +292,7 @@ impl Node {
             chain,
             globals: Mutex::new(HashMap::new()),
             _metrics: metrics,
+            _data_dir: data_dir,
         })
     }
 

@@ -211,3 +211,56 @@ fn a_node_serves_its_metrics() {
     );
     assert!(text.contains("reason=\"unauthenticated\""), "{text}");
 }
+
+/// A node restarted on the same data directory is the same node with a new incarnation, and
+/// a second process cannot use a directory that a running node holds.
+#[test]
+fn a_data_dir_keeps_the_node_identity_and_is_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen(dir.path(), "cluster.key");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("a UTF-8 path");
+    let own_row = |addr: SocketAddr| {
+        let table = until(addr, &key, "the node answering", |t| {
+            t.contains("(this node)")
+        });
+        table
+            .lines()
+            .find(|line| line.contains("(this node)"))
+            .map(|line| {
+                let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+                (fields[0].clone(), fields[2].clone())
+            })
+            .expect("its own row")
+    };
+    let mut first = start_with(&key, &["--data-dir", data]);
+    let (id, incarnation) = own_row(first.addr);
+
+    let second = std::process::Command::new(BIN)
+        .args([
+            "node",
+            "--listen",
+            &free_addr().to_string(),
+            "--data-dir",
+            data,
+        ])
+        .arg("--cluster-key-file")
+        .arg(&key)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "two nodes shared a data dir");
+    assert!(stderr.contains("in use by process"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    first.child.kill().expect("SIGKILL");
+    let _ = first.child.wait();
+    let again = start_node(
+        &key,
+        first.addr,
+        &["--data-dir".to_owned(), data.to_owned()],
+    );
+    let (same, later) = own_row(again.addr);
+    assert_eq!(same, id, "a new identity after a restart");
+    assert_ne!(later, incarnation, "the same incarnation after a restart");
+}
