@@ -30,7 +30,9 @@
 //! a reference never sends a type the remote actor does not expect.
 //!
 //! `NodeDown` comes from the connection layer: a connection that closes, fails, or stays
-//! silent past [`EndpointConfig::idle_timeout`] (heartbeats keep live ones busy).
+//! silent past [`EndpointConfig::idle_timeout`] (heartbeats keep live ones busy); and from
+//! membership: a node declared dead by the failure detector is handed to
+//! [`Remoting::declare_down`], which ends every reference to it the same way.
 
 mod control;
 mod export;
