@@ -16,6 +16,10 @@
 //!
 //! Run it with `cargo run --example job_queue`.
 
+// `mdbook test` passes no --extern, so the listing names the crate itself.
+#[allow(unused_extern_crates)]
+extern crate phalanx;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +40,7 @@ const JOBS: [&str; 5] = [
     "notify shipping",
 ];
 
+// ANCHOR: record
 /// The queue: a handle over the chain's map. Cheap to clone.
 #[derive(Clone)]
 struct JobQueue {
@@ -65,10 +70,12 @@ struct Leased {
     payload: String,
     attempts: u32,
 }
+// ANCHOR_END: record
 
 const NEXT_ID: &str = "jobs.next";
 
 impl JobQueue {
+    // ANCHOR: enqueue
     /// Queues `payload`; returns its id.
     async fn enqueue(&self, payload: &str) -> Result<u64, KvError> {
         let id = self.allocate_id().await?;
@@ -99,6 +106,8 @@ impl JobQueue {
         Err(KvError::Overloaded)
     }
 
+    // ANCHOR_END: enqueue
+    // ANCHOR: lease
     /// Leases the first job that is free or whose lease ran out, for `worker`.
     async fn lease(&self, worker: &str) -> Result<Option<Leased>, KvError> {
         let now = now_ms();
@@ -136,6 +145,8 @@ impl JobQueue {
         Ok(None)
     }
 
+    // ANCHOR_END: lease
+    // ANCHOR: ack
     /// Acknowledges job `id`: done, removed. False if `worker` no longer holds its lease (it
     /// ran out and someone else took it: that one will finish it).
     async fn ack(&self, id: u64, worker: &str) -> Result<bool, KvError> {
@@ -176,6 +187,7 @@ impl JobQueue {
         self.kv.compare_and_set(job_key(id), Some(old), new).await
     }
 
+    // ANCHOR_END: ack
     /// Whether every job queued so far has been acknowledged.
     async fn is_empty(&self) -> Result<bool, KvError> {
         for id in 1..=self.last_id().await? {
@@ -237,6 +249,7 @@ fn now_ms() -> u64 {
         .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
+// ANCHOR: worker
 /// What a worker is asked to do.
 enum Work {
     /// Lease one job, then die in the middle of it; answers the job's id first.
@@ -307,6 +320,7 @@ impl Worker {
     }
 }
 
+// ANCHOR_END: worker
 /// A loopback address whose port was free for both TCP and UDP a moment ago.
 fn free_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
     for _ in 0..100 {
@@ -350,6 +364,7 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         wait_for_chain(&nodes[0].kv()).await?;
 
+        // ANCHOR: run
         let producer = JobQueue { kv: nodes[0].kv() };
         for payload in JOBS {
             producer.enqueue(payload).await?;
@@ -375,6 +390,7 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
         let done = steady.ask(Work::Drain, Duration::from_secs(60)).await?;
         steady.stop();
 
+        // ANCHOR_END: run
         let mut payloads: Vec<&str> = done
             .iter()
             .map(|(_, payload, _)| payload.as_str())
