@@ -420,9 +420,19 @@ impl Node {
         &self,
         request: impl FnOnce(Reply<Result<(), String>>) -> gossip::GossipMessage,
     ) -> Result<(), NodeError> {
+        // The gossip actor registers its name as it starts, and again after a restart: right
+        // after `Node::start`, or while the supervisor restarts it, wait for it briefly.
+        let mut gossip = None;
+        for _ in 0..100 {
+            gossip =
+                phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip);
+            if gossip.is_some() {
+                break;
+            }
+            phalanx_runtime::sleep(Duration::from_millis(10)).await;
+        }
         let gossip =
-            phalanx_runtime::registry::whereis::<gossip::GossipMessage>(&self.local_gossip)
-                .ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
+            gossip.ok_or_else(|| NodeError::Registry("the gossip actor is not running".into()))?;
         let outcome = gossip
             .ask(request, CALL)
             .await
