@@ -300,7 +300,10 @@ impl Node {
     /// as often as convenient. Without a chain group every operation fails with
     /// [`KvError::Disabled`].
     pub fn kv(&self) -> Kv {
-        Kv::new(self.chain.as_ref().map(|chain| chain.names.client.clone()))
+        Kv::new(
+            self.chain.as_ref().map(|chain| chain.names.client.clone()),
+            self.id().to_string(),
+        )
     }
 
     /// This node's view of the chain: the newest configuration it knows, its replica's

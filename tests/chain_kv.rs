@@ -56,6 +56,7 @@ fn three_nodes_serve_a_chain_and_survive_a_node_stopping() {
         .worker_threads(2)
         .build()
         .expect("runtime");
+    let metrics = phalanx::metrics::Metrics::install().expect("a metrics recorder");
     runtime.block_on(async {
         let key = Key::generate().expect("key");
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
@@ -72,6 +73,14 @@ fn three_nodes_serve_a_chain_and_survive_a_node_stopping() {
         let kv = nodes[0].kv();
         kv.put("a", "1").await.expect("put");
         assert_eq!(kv.get("a").await.expect("get"), Some(b"1".to_vec()));
+        // Acknowledged writes feed the node's write-latency histogram.
+        let rendered = metrics.render();
+        let node = nodes[0].id().to_string();
+        assert!(
+            rendered.contains("phalanx_chain_write_seconds_bucket")
+                && rendered.contains(&format!("node=\"{node}\"")),
+            "{rendered}"
+        );
         let other = nodes[2].kv();
         assert_eq!(other.get("a").await.expect("get"), Some(b"1".to_vec()));
         assert!(

@@ -279,7 +279,10 @@ impl Actor for AdminActor {
                 .detach();
             }
             AdminRequest::Kv(request, reply) => {
-                let kv = Kv::new(self.chain.as_ref().map(|c| c.names.client.clone()));
+                let kv = Kv::new(
+                    self.chain.as_ref().map(|c| c.names.client.clone()),
+                    self.remoting.node().to_string(),
+                );
                 phalanx_runtime::spawn(async move {
                     let outcome = run_kv(kv, request).await.map_err(|e| e.to_string());
                     let _ = reply.send(outcome);

@@ -1,6 +1,6 @@
 //! [`Kv`]: the replicated key-value map of a node's chain, as a cheap handle.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::driver::{ClientError, ClientInput};
 use phalanx_actors::chain::{KvCommand, KvMap, KvOutput, KvQuery};
@@ -27,6 +27,8 @@ use phalanx_runtime::{ActorRef, AskError, Reply};
 pub struct Kv {
     /// The local registry name of the node's client actor (`None`: chains disabled).
     client: Option<String>,
+    /// The node's id, the label of its write-latency histogram.
+    node: String,
     /// How long to wait for the client beyond its own deadline.
     timeout: Duration,
 }
@@ -54,9 +56,10 @@ pub enum KvError {
 }
 
 impl Kv {
-    pub(crate) fn new(client: Option<String>) -> Kv {
+    pub(crate) fn new(client: Option<String>, node: String) -> Kv {
         Kv {
             client,
+            node,
             timeout: Duration::from_secs(7),
         }
     }
@@ -122,7 +125,12 @@ impl Kv {
     }
 
     async fn write(&self, command: KvCommand) -> Result<KvOutput, KvError> {
-        self.ask(|reply| ClientInput::Write(command, reply)).await
+        let started = Instant::now();
+        let output = self.ask(|reply| ClientInput::Write(command, reply)).await?;
+        // Acknowledged writes only: a failed write has no latency to speak of.
+        metrics::histogram!(crate::metrics::CHAIN_WRITE_SECONDS, "node" => self.node.clone())
+            .record(started.elapsed().as_secs_f64());
+        Ok(output)
     }
 
     async fn ask<R: Send + 'static>(
