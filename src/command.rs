@@ -57,9 +57,13 @@ pub(crate) struct NodeOptions {
     probe_interval: u64,
     /// The chain configuration group: the same comma-separated addresses on every node (3 or
     /// 5). Nodes listening on one of them run a configuration-group node; every node runs a
-    /// chain replica. Needs a cluster key.
+    /// chain replica unless --no-replica. Needs a cluster key.
     #[arg(long, value_name = "ADDR,ADDR,ADDR", value_delimiter = ',')]
     chain_group: Vec<SocketAddr>,
+    /// Run no chain replica on this node: it serves the configuration group (if listed in
+    /// --chain-group) and `phalanx kv` requests, but never holds chain data.
+    #[arg(long)]
+    no_replica: bool,
     #[command(flatten)]
     security: Security,
 }
@@ -180,6 +184,7 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     config.cluster = options.security.cluster.clone();
     config.key = key;
     config.chain_group = options.chain_group.clone();
+    config.chain_replica = !options.no_replica;
     let period = Duration::from_millis(options.probe_interval.max(10));
     config.gossip.probe_interval = period;
     config.gossip.probe_timeout = period / 2;

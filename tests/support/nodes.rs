@@ -79,12 +79,13 @@ pub(crate) fn start_node(key: &Path, listen: SocketAddr, args: &[String]) -> Nod
 }
 
 /// Starts a chain node at `listen` with a 100 ms protocol period, the configuration group
-/// `group`, and every address of `seeds` other than its own as a seed.
+/// `group`, every address of `seeds` other than its own as a seed, and `extra` arguments.
 pub(crate) fn start_chain_node(
     key: &Path,
     listen: SocketAddr,
     group: &[SocketAddr],
     seeds: &[SocketAddr],
+    extra: &[&str],
 ) -> NodeProcess {
     let group: Vec<String> = group.iter().map(ToString::to_string).collect();
     let mut args = vec![
@@ -96,6 +97,7 @@ pub(crate) fn start_chain_node(
     for seed in seeds.iter().filter(|a| **a != listen) {
         args.extend(["--seed".to_owned(), seed.to_string()]);
     }
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     start_node(key, listen, &args)
 }
 
@@ -110,8 +112,9 @@ pub(crate) fn cli(key: &Path, timeout: Duration, args: &[&str]) -> Output {
         .expect("the CLI runs")
 }
 
-/// The chain's member addresses, head first, when every member reports its progress.
-pub(crate) fn chain_members(key: &Path, node: SocketAddr) -> Option<Vec<SocketAddr>> {
+/// The chain's members, head first, with how far each has committed, when every member
+/// reports its progress.
+pub(crate) fn chain_members(key: &Path, node: SocketAddr) -> Option<Vec<(SocketAddr, u64)>> {
     let output = cli(
         key,
         Duration::from_secs(10),
@@ -127,24 +130,47 @@ pub(crate) fn chain_members(key: &Path, node: SocketAddr) -> Option<Vec<SocketAd
         if fields.len() != 6 || !fields[0].chars().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        if fields[3] == "?" {
-            return None;
-        }
-        members.push(fields[2].parse().ok()?);
+        members.push((fields[2].parse().ok()?, fields[3].parse().ok()?));
     }
     Some(members)
 }
 
-/// Waits (bounded: 60 s) until the chain has `length` members that all answer.
-pub(crate) fn until_chain_of(key: &Path, nodes: &[SocketAddr], length: usize) -> Vec<SocketAddr> {
+/// Waits (bounded: 60 s) until the chain has `length` members that all answer and have all
+/// committed at least `committed` entries (so that each holds every write acknowledged
+/// before: killing any one of them then loses nothing).
+pub(crate) fn until_chain_of(
+    key: &Path,
+    nodes: &[SocketAddr],
+    length: usize,
+    committed: u64,
+) -> Vec<SocketAddr> {
     for round in 0..300 {
         let node = nodes[round % nodes.len()];
         if let Some(members) = chain_members(key, node)
             && members.len() == length
+            && members.iter().all(|(_, done)| *done >= committed)
         {
-            return members;
+            return members.into_iter().map(|(addr, _)| addr).collect();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("the chain never had {length} answering members");
+    let views: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            let output = cli(
+                key,
+                Duration::from_secs(5),
+                &["chain", "status", "--node", &node.to_string()],
+            );
+            format!(
+                "{node}:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+        .collect();
+    panic!(
+        "the chain never had {length} answering members; the nodes' views:\n{}",
+        views.join("\n")
+    );
 }
