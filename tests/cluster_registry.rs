@@ -31,16 +31,35 @@ impl Actor for Greeter {
     }
 }
 
+/// A node on a free loopback port joining through `seeds`, with a fast protocol period.
+fn node_config(key: &Key, seeds: Vec<SocketAddr>) -> NodeConfig {
+    let mut config = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
+    config.key = Some(key.clone());
+    config.seeds = seeds;
+    config.gossip.probe_interval = Duration::from_millis(100);
+    config.gossip.probe_timeout = Duration::from_millis(50);
+    config.gossip.gossip_interval = Some(Duration::from_millis(20));
+    config
+}
+
+/// Runs `test` on a formed three-node cluster, then shuts the nodes down.
+fn with_cluster(test: impl AsyncFnOnce(&Key, &[Node])) {
+    let runtime = Runtime::builder()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let key = Key::generate().expect("key");
+        let nodes = cluster(&key).await;
+        test(&key, &nodes).await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
 async fn cluster(key: &Key) -> Vec<Node> {
-    let config = |seeds: Vec<SocketAddr>| {
-        let mut config = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
-        config.key = Some(key.clone());
-        config.seeds = seeds;
-        config.gossip.probe_interval = Duration::from_millis(100);
-        config.gossip.probe_timeout = Duration::from_millis(50);
-        config.gossip.gossip_interval = Some(Duration::from_millis(20));
-        config
-    };
+    let config = |seeds| node_config(key, seeds);
     let first = Node::start(config(vec![])).await.expect("node starts");
     let seed = first.local_addr();
     let mut nodes = vec![first];
@@ -72,13 +91,7 @@ async fn find(node: &Node, name: &str) -> ActorRef<Greet> {
 
 #[test]
 fn a_name_registered_on_one_node_is_used_from_another() {
-    let runtime = Runtime::builder()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let key = Key::generate().expect("key");
-        let nodes = cluster(&key).await;
+    with_cluster(async |_, nodes| {
         let greeter = spawn_actor(Greeter("node 0"));
         nodes[0]
             .register("greeter", &greeter)
@@ -96,21 +109,12 @@ fn a_name_registered_on_one_node_is_used_from_another() {
         assert_eq!(answer, "node 0 greets node 2");
         let local = find(&nodes[0], "greeter").await;
         assert!(!local.is_remote());
-        for node in nodes {
-            node.shutdown().await;
-        }
     });
 }
 
 #[test]
 fn concurrent_claims_resolve_to_one_winner_everywhere() {
-    let runtime = Runtime::builder()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let key = Key::generate().expect("key");
-        let nodes = cluster(&key).await;
+    with_cluster(async |_, nodes| {
         let one = spawn_actor(Greeter("node 1"));
         let two = spawn_actor(Greeter("node 2"));
         let (a, b) = futures_lite::future::zip(
@@ -123,7 +127,7 @@ fn concurrent_claims_resolve_to_one_winner_everywhere() {
         let mut answers = Vec::new();
         for _ in 0..400 {
             answers.clear();
-            for node in &nodes {
+            for node in nodes {
                 let found = node.whereis::<Greet>("leader").await.ok().flatten();
                 let answer = match found {
                     Some(actor) => actor
@@ -143,21 +147,12 @@ fn concurrent_claims_resolve_to_one_winner_everywhere() {
             answers.iter().all(|a| a.is_some() && *a == answers[0]),
             "{answers:?}"
         );
-        for node in nodes {
-            node.shutdown().await;
-        }
     });
 }
 
 #[test]
 fn process_groups_span_nodes() {
-    let runtime = Runtime::builder()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let key = Key::generate().expect("key");
-        let nodes = cluster(&key).await;
+    with_cluster(async |_, nodes| {
         let on_zero = spawn_actor(Greeter("member on node 0"));
         let on_one = spawn_actor(Greeter("member on node 1"));
         nodes[0].join_group("chat", &on_zero).await.expect("joined");
@@ -188,21 +183,12 @@ fn process_groups_span_nodes() {
                 "member on node 1 greets node 2"
             ]
         );
-        for node in nodes {
-            node.shutdown().await;
-        }
     });
 }
 
 #[test]
 fn a_node_that_joins_late_learns_every_name_through_push_pull() {
-    let runtime = Runtime::builder()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let key = Key::generate().expect("key");
-        let nodes = cluster(&key).await;
+    with_cluster(async |key, nodes| {
         // More registrations than gossip keeps as recent events (64): a late joiner cannot
         // learn the first ones from event dissemination alone.
         let greeter = spawn_actor(Greeter("node 0"));
@@ -215,12 +201,9 @@ fn a_node_that_joins_late_learns_every_name_through_push_pull() {
         // Let gossip finish disseminating them (its retransmissions are few periods long).
         find(&nodes[2], "name-99").await;
         phalanx::sleep(Duration::from_secs(3)).await;
-        let mut config = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
-        config.key = Some(key.clone());
-        config.seeds = vec![nodes[1].local_addr()];
-        config.gossip.probe_interval = Duration::from_millis(100);
-        config.gossip.probe_timeout = Duration::from_millis(50);
-        let late = Node::start(config).await.expect("node starts");
+        let late = Node::start(node_config(key, vec![nodes[1].local_addr()]))
+            .await
+            .expect("node starts");
         let first = find(&late, "name-0").await;
         let answer = first
             .ask(|r| Greet::Hello("late".into(), r), Duration::from_secs(5))
@@ -228,8 +211,5 @@ fn a_node_that_joins_late_learns_every_name_through_push_pull() {
             .expect("answer");
         assert_eq!(answer, "node 0 greets late");
         late.shutdown().await;
-        for node in nodes {
-            node.shutdown().await;
-        }
     });
 }
