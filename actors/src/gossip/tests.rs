@@ -391,6 +391,20 @@ fn leave_tells_members_and_goes_silent() {
     assert!(m.broadcast_event("x", b"").is_err());
 }
 
+/// Hands `events` to `m` from member 2, one gossip datagram each, and counts the events it
+/// delivers.
+fn deliver_events(m: &mut Membership<u32>, events: &[UserEvent], now: Instant) -> usize {
+    for event in events {
+        let mut msg = message(2, Body::Gossip, Vec::new());
+        msg.events.push(event.clone());
+        m.handle_datagram(2, msg, now);
+    }
+    notifications(&drain(m))
+        .into_iter()
+        .filter(|n| matches!(n, Notification::Event(_)))
+        .count()
+}
+
 #[test]
 fn events_are_checked_deduplicated_and_piggybacked() {
     let now = Instant::now();
@@ -405,15 +419,7 @@ fn events_are_checked_deduplicated_and_piggybacked() {
         name: "e".to_owned(),
         payload: vec![1],
     };
-    for _ in 0..2 {
-        let mut msg = message(2, Body::Gossip, Vec::new());
-        msg.events.push(event.clone());
-        m.handle_datagram(2, msg, now);
-    }
-    let delivered = notifications(&drain(&mut m))
-        .into_iter()
-        .filter(|n| matches!(n, Notification::Event(_)))
-        .count();
+    let delivered = deliver_events(&mut m, &[event.clone(), event.clone()], now);
     assert_eq!(delivered, 1);
     let (_, _, actions) = probe(&mut m, now);
     assert!(
@@ -444,16 +450,8 @@ fn a_restarted_node_with_a_later_incarnation_gets_its_events_through() {
     let old = events(&mut first_life);
     let new = events(&mut second_life);
     assert!(new.iter().all(|e| !old.iter().any(|o| o.seq == e.seq)));
-    for event in old.iter().chain(&new) {
-        let mut msg = message(2, Body::Gossip, Vec::new());
-        msg.events.push(event.clone());
-        peer.handle_datagram(2, msg, now);
-    }
-    let delivered = notifications(&drain(&mut peer))
-        .into_iter()
-        .filter(|n| matches!(n, Notification::Event(_)))
-        .count();
-    assert_eq!(delivered, 4);
+    let all: Vec<UserEvent> = old.iter().chain(&new).cloned().collect();
+    assert_eq!(deliver_events(&mut peer, &all, now), 4);
 }
 
 #[test]
