@@ -95,22 +95,9 @@ fn seal_unchecked(
     max: usize,
 ) -> Result<(), EncodeError> {
     let start = out.len();
-    let wire = WireHeader {
-        sender: header.sender.to_bytes(),
-        incarnation: header.incarnation.0,
-        sequence: header.sequence,
-        kind: header.kind.code(),
-    };
     let mut header_buf = [0u8; MAX_FRAME_HEADER_LEN];
-    // Cannot fail: the buffer fits the largest possible encoding (see MAX_FRAME_HEADER_LEN);
-    // should it ever, report it like the other can't-happen error rather than panic.
-    let frame_header =
-        postcard::to_slice(&wire, &mut header_buf).map_err(|_| EncodeError::Encrypt)?;
-
-    let (mode, envelope_header_len, tag_len) = match security {
-        Security::Plaintext => (MODE_PLAINTEXT, PREFIX_LEN, 0),
-        Security::Keyring(_) => (MODE_XCHACHA20_POLY1305, SEALED_HEADER_LEN, TAG_LEN),
-    };
+    let frame_header = encode_frame_header(header, &mut header_buf)?;
+    let (mode, envelope_header_len, tag_len) = layout(security);
     let len = envelope_header_len + frame_header.len() + payload.len() + tag_len;
     if len > max {
         return Err(EncodeError::TooLarge { len, max });
@@ -143,6 +130,30 @@ fn seal_unchecked(
     Ok(())
 }
 
+/// Encodes the frame header into `buf`, which fits the largest possible encoding (see
+/// [`MAX_FRAME_HEADER_LEN`]): this cannot fail, and should it ever, it is reported like the
+/// other can't-happen error rather than a panic.
+fn encode_frame_header<'b>(
+    header: &FrameHeader,
+    buf: &'b mut [u8; MAX_FRAME_HEADER_LEN],
+) -> Result<&'b mut [u8], EncodeError> {
+    let wire = WireHeader {
+        sender: header.sender.to_bytes(),
+        incarnation: header.incarnation.0,
+        sequence: header.sequence,
+        kind: header.kind.code(),
+    };
+    postcard::to_slice(&wire, buf).map_err(|_| EncodeError::Encrypt)
+}
+
+/// The envelope's mode byte, header length and tag length under `security`.
+fn layout(security: &Security) -> (u8, usize, usize) {
+    match security {
+        Security::Plaintext => (MODE_PLAINTEXT, PREFIX_LEN, 0),
+        Security::Keyring(_) => (MODE_XCHACHA20_POLY1305, SEALED_HEADER_LEN, TAG_LEN),
+    }
+}
+
 /// Seals the payload `buf[headroom..]` where it lies: writes the envelope and frame headers
 /// into the end of the headroom, encrypts in place and appends the tag, so that a batch
 /// written straight into its buffer is sealed without being copied. Returns where the envelope
@@ -156,20 +167,9 @@ pub(crate) fn seal_in_place(
     header: &FrameHeader,
     max: usize,
 ) -> Result<usize, EncodeError> {
-    let wire = WireHeader {
-        sender: header.sender.to_bytes(),
-        incarnation: header.incarnation.0,
-        sequence: header.sequence,
-        kind: header.kind.code(),
-    };
     let mut header_buf = [0u8; MAX_FRAME_HEADER_LEN];
-    // Cannot fail: the buffer fits the largest possible encoding (see MAX_FRAME_HEADER_LEN).
-    let frame_header =
-        postcard::to_slice(&wire, &mut header_buf).map_err(|_| EncodeError::Encrypt)?;
-    let (mode, envelope_header_len, tag_len) = match security {
-        Security::Plaintext => (MODE_PLAINTEXT, PREFIX_LEN, 0),
-        Security::Keyring(_) => (MODE_XCHACHA20_POLY1305, SEALED_HEADER_LEN, TAG_LEN),
-    };
+    let frame_header = encode_frame_header(header, &mut header_buf)?;
+    let (mode, envelope_header_len, tag_len) = layout(security);
     let headers = envelope_header_len + frame_header.len();
     let len = headers + buf.len().saturating_sub(headroom) + tag_len;
     let start = headroom.checked_sub(headers);
