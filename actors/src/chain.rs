@@ -137,4 +137,4 @@ pub use message::{
     ControlMessage, Entry, MAX_MESSAGE_BYTES, Message, MessageDecodeError, Peer, Session, Snapshot,
     decode, encode,
 };
-pub use replica::{Action, Replica, ReplicaSettings};
+pub use replica::{Action, JournalOp, Recovered, Replica, ReplicaSettings};

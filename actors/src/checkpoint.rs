@@ -24,6 +24,8 @@
 //!   to truncate, keeping what in-flight catch-ups pin.
 //! - [`append_entries`], [`read_entries`], [`write_snapshot`], [`load_snapshot`]: a thin
 //!   typed layer for chain replicas (log index = entry sequence number).
+//! - [`ReplicaStore`]: a chain replica's durable state (its journal applied to a log,
+//!   snapshots and a metadata file), and what a restarted replica recovers from it.
 //! - [`catchup`]: the catch-up stream (snapshot chunks, then the log suffix), resumable and
 //!   verified before anything is installed.
 //!
@@ -65,6 +67,7 @@ mod log;
 mod policy;
 mod reader;
 mod record;
+mod replica_store;
 mod snapshot;
 mod storage;
 mod typed;
@@ -78,6 +81,7 @@ pub use log::{
 pub use policy::{CheckpointPolicy, Checkpointer, PinId};
 pub use reader::LogReader;
 pub use record::{MAX_RECORD_LEN, RECORD_HEADER_LEN, RecordError, decode_record, encode_record};
+pub use replica_store::{Opened, ReplicaMeta, ReplicaStore, ReplicaStoreError, SnapshotJob};
 pub use snapshot::{
     Incoming, SNAPSHOT_HEADER_LEN, SnapshotError, SnapshotHeader, SnapshotMeta, SnapshotProblem,
     SnapshotStore, verify_snapshot,

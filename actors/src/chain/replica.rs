@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::config::{ChainConfig, ClientId, Member, ReplicaId};
-use super::machine::StateMachine;
+use super::machine::{RestoreError, StateMachine};
 use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot};
 
 /// Timing and batching settings of a [`Replica`].
@@ -31,6 +31,10 @@ pub struct ReplicaSettings {
     pub batch_max: usize,
     /// The raft ids of the configuration group.
     pub group: Vec<u64>,
+    /// Record every change to the replica's durable state as a [`JournalOp`] (taken with
+    /// [`Replica::take_journal`]); the driver must make them durable before it performs any
+    /// action taken after them.
+    pub journal: bool,
 }
 
 impl ReplicaSettings {
@@ -44,6 +48,7 @@ impl ReplicaSettings {
             suspect_after: Duration::from_millis(400),
             batch_max: 64,
             group,
+            journal: false,
         }
     }
 }
@@ -66,6 +71,49 @@ pub enum Action<S: StateMachine> {
         /// The message.
         message: ControlMessage,
     },
+}
+
+/// A change to a replica's durable state, in the order it happened.
+///
+/// With [`ReplicaSettings::journal`] set, a driver that makes these durable (in order)
+/// before it sends anything the replica asked for afterwards can restart the replica with
+/// [`Replica::recover`] from what it stored, keeping its incarnation: everything the replica
+/// ever acknowledged, forwarded or answered is then in its storage.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JournalOp<S: StateMachine> {
+    /// Entries appended to the log, with consecutive sequence numbers continuing it.
+    Append(Vec<Entry<S>>),
+    /// The state was replaced: by a snapshot received from the predecessor, or emptied
+    /// (`None`); the log continues after it. Storage must stop claiming its last synced
+    /// epoch until the next [`JournalOp::Synced`] (a crash in between leaves a state the
+    /// replica must not vouch for).
+    Reset(Option<Snapshot<S>>),
+    /// The replica caught up in `epoch` (stored as its synced epoch).
+    Synced(u64),
+}
+
+/// What a restarted replica recovered from its storage, for [`Replica::recover`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Recovered<S: StateMachine> {
+    /// The last epoch the stored state was caught up in (0: vouch for nothing).
+    pub synced_epoch: u64,
+    /// The newest snapshot, if any.
+    pub snapshot: Option<Snapshot<S>>,
+    /// The log after the snapshot, in order.
+    pub entries: Vec<Entry<S>>,
+}
+
+impl<S: StateMachine> Recovered<S> {
+    /// What a replica that stored nothing recovers.
+    pub fn empty() -> Self {
+        Self {
+            synced_epoch: 0,
+            snapshot: None,
+            entries: Vec::new(),
+        }
+    }
 }
 
 /// One chain replica.
@@ -103,6 +151,9 @@ pub struct Replica<S: StateMachine> {
     /// An acknowledgement to the predecessor is owed; sent at the next flush.
     ack_due: bool,
     actions: VecDeque<Action<S>>,
+    /// Durable-state changes not yet taken by the driver (recorded only if
+    /// [`ReplicaSettings::journal`] is set).
+    journal: Vec<JournalOp<S>>,
 }
 
 /// What this replica knows of its successor's progress.
@@ -156,7 +207,64 @@ impl<S: StateMachine> Replica<S> {
             last_suspect: None,
             ack_due: false,
             actions: VecDeque::new(),
+            journal: Vec::new(),
         }
+    }
+
+    /// A replica restarted from what its storage kept (see [`JournalOp`]), with the
+    /// incarnation it had: the snapshot is restored, the log after it is held as uncommitted
+    /// (acknowledgements commit it again; a tail commits it when it becomes active), and no
+    /// configuration is known until the group sends one.
+    ///
+    /// Entries that do not continue the snapshot are ignored, from the first gap on.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError`] if the snapshot's state does not restore.
+    pub fn recover(
+        id: ReplicaId,
+        incarnation: u64,
+        settings: ReplicaSettings,
+        recovered: Recovered<S>,
+    ) -> Result<Self, RestoreError> {
+        let mut replica = Self::new(id, incarnation, settings);
+        replica.synced_epoch = recovered.synced_epoch;
+        if let Some(snapshot) = recovered.snapshot {
+            replica.machine.restore(&snapshot.state)?;
+            replica.committed = snapshot.committed;
+            replica.received = snapshot.committed;
+            replica.sessions = snapshot.sessions;
+        }
+        for entry in recovered.entries {
+            if entry.seq <= replica.received {
+                continue;
+            }
+            if entry.seq != replica.received + 1 {
+                break;
+            }
+            replica.push_entry(entry);
+        }
+        // What was recovered is stored already.
+        replica.journal.clear();
+        Ok(replica)
+    }
+
+    /// Takes the durable-state changes recorded since the last call (always empty unless
+    /// [`ReplicaSettings::journal`] is set).
+    pub fn take_journal(&mut self) -> Vec<JournalOp<S>> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// A copy of the committed state for a snapshot: the committed sequence number, the
+    /// state machine and the deduplication table (the caller serialises it off the hot
+    /// path).
+    pub fn committed_state(&self) -> (u64, S, BTreeMap<ClientId, Session<S>>) {
+        (self.committed, self.machine.clone(), self.sessions.clone())
+    }
+
+    /// The last epoch this replica caught up in.
+    pub fn synced_epoch(&self) -> u64 {
+        self.synced_epoch
     }
 
     /// This replica's id.
@@ -358,6 +466,25 @@ impl<S: StateMachine> Replica<S> {
         let Some(successor) = self.successor_member() else {
             return;
         };
+        if !self.successor.known
+            && self
+                .successor
+                .last_send
+                .is_none_or(|at| now >= at + self.settings.retransmit)
+        {
+            // A successor that synced in this epoch before we restarted (from storage) will
+            // not ask again; an empty forward makes it acknowledge, which tells us where it
+            // is. A successor that has not synced ignores it and asks for a sync instead.
+            self.successor.last_send = Some(now);
+            let epoch = self.epoch().unwrap_or(0);
+            self.send(
+                Peer::Replica(successor.id),
+                Message::Forward {
+                    epoch,
+                    entries: Vec::new(),
+                },
+            );
+        }
         let stalled_since = if self.successor.known {
             if self.successor.received >= self.received {
                 None
@@ -555,6 +682,11 @@ impl<S: StateMachine> Replica<S> {
             self.machine = machine;
             self.committed = snapshot.committed;
             self.received = snapshot.committed;
+            if self.settings.journal {
+                // The reset above recorded an empty state; this snapshot replaces it.
+                self.journal.pop();
+                self.journal.push(JournalOp::Reset(Some(snapshot.clone())));
+            }
             self.sessions = snapshot.sessions;
         }
         self.append(entries);
@@ -565,6 +697,18 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn on_ack(&mut self, received: u64, committed: u64, now: Instant) {
+        if !self.successor.known {
+            // The successor synced before this replica restarted: its log is a prefix of
+            // ours (we stored everything before forwarding it), so resume from where it is.
+            let from = received.min(self.received);
+            self.successor = Successor {
+                known: true,
+                received: from,
+                sent: from,
+                last_progress: Some(now),
+                last_send: None,
+            };
+        }
         if received > self.successor.received {
             self.successor.last_progress = Some(now);
         }
@@ -597,6 +741,12 @@ impl<S: StateMachine> Replica<S> {
     }
 
     fn push_entry(&mut self, entry: Entry<S>) {
+        if self.settings.journal {
+            match self.journal.last_mut() {
+                Some(JournalOp::Append(entries)) => entries.push(entry.clone()),
+                _ => self.journal.push(JournalOp::Append(vec![entry.clone()])),
+            }
+        }
         self.received = entry.seq;
         *self
             .dirty
@@ -740,10 +890,16 @@ impl<S: StateMachine> Replica<S> {
         self.synced = true;
         if let Some(epoch) = self.epoch() {
             self.synced_epoch = epoch;
+            if self.settings.journal {
+                self.journal.push(JournalOp::Synced(epoch));
+            }
         }
     }
 
     fn reset(&mut self) {
+        if self.settings.journal {
+            self.journal.push(JournalOp::Reset(None));
+        }
         self.machine = S::default();
         self.committed = 0;
         self.received = 0;

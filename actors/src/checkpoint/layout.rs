@@ -6,6 +6,8 @@
 //!   node.id                   128-bit node id + incarnation counter, checksummed
 //!   chain/<shard>/log/        segments: <first index>.log
 //!   chain/<shard>/snapshots/  <index>.snap, <index>-<crc>.partial while receiving
+//!   chain/<shard>/replica.meta  the replica's incarnation and synced epoch
+//!   group/log/                the configuration group's raft log (group nodes only)
 //! ```
 
 use std::io;
@@ -147,36 +149,48 @@ impl DataDir {
     /// [`DataDirError::CorruptIdentity`] naming the file, or [`DataDirError::Io`].
     pub fn load_or_create_identity(&self) -> Result<NodeIdentity, DataDirError> {
         let file = self.root.join(NODE_ID);
-        let identity = if self.storage.exists(&file) {
-            let bytes = self.storage.read(&file).map_err(io_error(&file))?;
-            let old = decode_identity(&bytes).map_err(|problem| DataDirError::CorruptIdentity {
-                file: file.clone(),
-                problem,
-            })?;
-            NodeIdentity {
-                id: old.id,
-                incarnation: old.incarnation + 1,
+        let identity = match read_small_file(self.storage.as_ref(), &file)
+            .map_err(io_error(&file))?
+        {
+            Some(bytes) => {
+                let old =
+                    decode_identity(&bytes).map_err(|problem| DataDirError::CorruptIdentity {
+                        file: file.clone(),
+                        problem,
+                    })?;
+                NodeIdentity {
+                    id: old.id,
+                    incarnation: old.incarnation + 1,
+                }
             }
-        } else {
-            NodeIdentity {
+            None => NodeIdentity {
                 id: fastrand::u128(1..),
                 incarnation: 1,
-            }
+            },
         };
-        let temp = self.root.join("node.id.tmp");
-        if self.storage.exists(&temp) {
-            self.storage.remove_file(&temp).map_err(io_error(&temp))?;
-        }
-        let mut out = self.storage.open_append(&temp).map_err(io_error(&temp))?;
-        out.append(&encode_identity(identity))
-            .map_err(io_error(&temp))?;
-        out.sync().map_err(io_error(&temp))?;
-        drop(out);
-        self.storage.rename(&temp, &file).map_err(io_error(&file))?;
-        self.storage
-            .sync_dir(&self.root)
-            .map_err(io_error(&self.root))?;
+        write_small_file(
+            self.storage.as_ref(),
+            &self.root,
+            NODE_ID,
+            &encode_identity(identity),
+        )
+        .map_err(io_error(&file))?;
         Ok(identity)
+    }
+
+    /// The directory of chain `shard`'s replica ([`ReplicaStore`](super::ReplicaStore)).
+    pub fn shard_dir(&self, shard: u64) -> PathBuf {
+        self.root.join("chain").join(shard.to_string())
+    }
+
+    /// The directory of the configuration group's raft log.
+    pub fn group_dir(&self) -> PathBuf {
+        self.root.join("group")
+    }
+
+    /// The storage the directory lives on.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
     }
 
     /// The log directory of chain `shard`.
@@ -227,6 +241,34 @@ impl Drop for DataDir {
         // gone).
         let _ = self.storage.remove_file(&self.root.join(LOCK));
     }
+}
+
+/// Reads a small file whole; `None` if it does not exist.
+pub(super) fn read_small_file(storage: &dyn Storage, file: &Path) -> io::Result<Option<Vec<u8>>> {
+    if !storage.exists(file) {
+        return Ok(None);
+    }
+    storage.read(file).map(Some)
+}
+
+/// Replaces `dir/name` with `bytes` crash-safely: a temp file, synced, renamed over it, and
+/// the directory synced. A crash leaves the old content or the new, never a mix.
+pub(super) fn write_small_file(
+    storage: &dyn Storage,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let temp = dir.join(format!("{name}.tmp"));
+    if storage.exists(&temp) {
+        storage.remove_file(&temp)?;
+    }
+    let mut out = storage.open_append(&temp)?;
+    out.append(bytes)?;
+    out.sync()?;
+    drop(out);
+    storage.rename(&temp, &dir.join(name))?;
+    storage.sync_dir(dir)
 }
 
 fn encode_identity(identity: NodeIdentity) -> [u8; NODE_ID_LEN] {

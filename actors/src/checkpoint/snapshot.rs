@@ -452,6 +452,26 @@ impl SnapshotStore {
         Ok(SnapshotMeta { header, file })
     }
 
+    /// Removes every snapshot (the state they hold was replaced), durably.
+    ///
+    /// # Errors
+    ///
+    /// [`SnapshotError::Io`], or [`SnapshotError::Corrupt`] from listing.
+    pub fn remove_all(&self) -> Result<(), SnapshotError> {
+        let all = self.list()?;
+        if all.is_empty() {
+            return Ok(());
+        }
+        for old in &all {
+            self.storage
+                .remove_file(&old.file)
+                .map_err(io_error(&old.file))?;
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(io_error(&self.dir))
+    }
+
     /// Removes all but the newest `keep` snapshots.
     fn prune(&self) -> Result<(), SnapshotError> {
         let all = self.list()?;
