@@ -1,12 +1,13 @@
-//! `phalanx node`, `phalanx members`, `phalanx keygen`, `phalanx kv` and `phalanx chain`.
+//! `phalanx node`, `phalanx members`, `phalanx keygen`, `phalanx kv` and `phalanx chain`
+//! (with the hidden fault-injection command `phalanx chain clock`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use phalanx::node::{
-    ChainReport, KvAnswer, KvRequest, Node, NodeConfig, chain_status_of, cluster_id, kv_of,
-    members_of,
+    ChainReport, ClockChange, KvAnswer, KvRequest, Node, NodeConfig, chain_status_of, clock_of,
+    cluster_id, kv_of, members_of,
 };
 use phalanx::transports::Key;
 use phalanx::{Runtime, block_on};
@@ -141,6 +142,26 @@ pub(crate) struct ChainOptions {
 enum ChainCommand {
     /// Shows the chain: epoch, members from head to tail, and each replica's progress.
     Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Fault injection (for tests): moves the clock that the node's chain actors read, and
+    /// prints the offset now applied. Read leases tolerate only a bounded skew (see the
+    /// phalanx_actors::clock docs).
+    #[command(hide = true)]
+    Clock {
+        /// Jump the clock forward by this much (like 400ms, 2s, 150us).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        advance: Option<Duration>,
+        /// Set the offset over real time; lowering it makes the clock hold still until real
+        /// time catches up (it never runs backward).
+        #[arg(
+            long,
+            value_name = "DURATION",
+            value_parser = parse_duration,
+            conflicts_with = "advance"
+        )]
+        offset: Option<Duration>,
         #[command(flatten)]
         target: Target,
     },
@@ -313,7 +334,14 @@ pub(crate) fn kv(options: &KvOptions) -> Outcome {
 
 /// Prints the chain as the node at `--node` sees it, with every member's progress.
 pub(crate) fn chain(options: &ChainOptions) -> Outcome {
-    let ChainCommand::Status { target } = &options.command;
+    let target = match &options.command {
+        ChainCommand::Status { target } => target,
+        ChainCommand::Clock {
+            advance,
+            offset,
+            target,
+        } => return clock(*advance, *offset, target),
+    };
     let secret = target.security.key()?;
     let cluster = cluster_id(&target.security.cluster);
     let timeout = Duration::from_secs(target.timeout.max(1));
@@ -381,6 +409,36 @@ pub(crate) fn chain(options: &ChainOptions) -> Outcome {
         }
         Ok(())
     })
+}
+
+/// Changes (or, with neither option, shows) the chain clock offset of the node at `--node`.
+fn clock(advance: Option<Duration>, offset: Option<Duration>, target: &Target) -> Outcome {
+    let change = match (advance, offset) {
+        (Some(by), _) => ClockChange::Advance(by),
+        (None, Some(offset)) => ClockChange::SetOffset(offset),
+        (None, None) => ClockChange::Show,
+    };
+    let secret = target.security.key()?;
+    let cluster = cluster_id(&target.security.cluster);
+    let timeout = Duration::from_secs(target.timeout.max(1));
+    let offset = block_on(clock_of(target.node, cluster, secret, change, timeout))
+        .map_err(|error| unreachable(target.node, &error))??;
+    println!("clock offset {offset:?}");
+    Ok(())
+}
+
+/// Parses a duration written as a whole number and a unit: `us`, `ms`, `s` (like `400ms`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text}: expected a whole number and a unit, like 400ms"))?;
+    match &text[digits.len()..] {
+        "us" => Ok(Duration::from_micros(value)),
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        unit => Err(format!("{text}: unknown unit {unit:?} (use us, ms or s)")),
+    }
 }
 
 fn unreachable(addr: SocketAddr, error: &dyn std::fmt::Display) -> String {

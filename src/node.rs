@@ -47,7 +47,8 @@ use phalanx_transports::{
 };
 
 pub use admin::{
-    AdminRequest, ChainReport, KvAnswer, KvRequest, MemberRow, chain_status_of, kv_of, members_of,
+    AdminRequest, ChainReport, ClockChange, KvAnswer, KvRequest, MemberRow, chain_status_of,
+    clock_of, kv_of, members_of,
 };
 pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire};
 pub use gossip::{GossipMessage, GossipWire};

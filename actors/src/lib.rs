@@ -9,6 +9,7 @@
 mod bounded;
 pub mod chain;
 pub mod checkpoint;
+pub mod clock;
 // Finding other nodes: seeds, DNS, LAN beacons and mDNS (docs inside: an outer doc comment
 // here would make rustdoc resolve the module's intra-doc links in the crate root).
 pub mod discovery;

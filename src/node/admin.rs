@@ -31,6 +31,25 @@ pub enum AdminRequest {
     ChainStatus(Reply<ChainReport>),
     /// A key-value operation, run by that node's chain client; errors come back as text.
     Kv(KvRequest, Reply<Result<KvAnswer, String>>),
+    /// Fault injection: changes the offset of the clock that node's chain actors read, and
+    /// answers with the offset now applied (an error if the node runs no chain services).
+    Clock(ClockChange, Reply<Result<Duration, String>>),
+}
+
+/// A change to a node's chain clock, for [`AdminRequest::Clock`].
+///
+/// The clock is monotonic: lowering the offset makes it hold still until real time catches
+/// up. The read leases tolerate only a bounded skew; see
+/// [`phalanx_actors::clock`] for which changes keep the chain's guarantees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClockChange {
+    /// Leave it; just report the offset.
+    Show,
+    /// Jump forward by this much.
+    Advance(Duration),
+    /// Set the offset (lowering it makes the clock hold still).
+    SetOffset(Duration),
 }
 
 /// A key-value operation for [`AdminRequest::Kv`].
@@ -96,7 +115,7 @@ pub struct ChainReport {
 }
 
 impl RemoteMessage for AdminRequest {
-    const TAG: &'static str = "phalanx.AdminRequest.v2";
+    const TAG: &'static str = "phalanx.AdminRequest.v3";
 }
 
 /// One member in a node's view of the cluster.
@@ -289,6 +308,21 @@ impl Actor for AdminActor {
                 })
                 .detach();
             }
+            AdminRequest::Clock(change, reply) => {
+                let outcome = match &self.chain {
+                    Some(chain) => {
+                        match change {
+                            ClockChange::Advance(by) => chain.clock.advance(by),
+                            ClockChange::SetOffset(offset) => chain.clock.set_offset(offset),
+                            ClockChange::Show => {}
+                        }
+                        tracing::info!(offset = ?chain.clock.offset(), "chain clock changed");
+                        Ok(chain.clock.offset())
+                    }
+                    None => Err("this node runs no chain services, so no chain clock".to_owned()),
+                };
+                let _ = reply.send(outcome);
+            }
         }
         Ok(())
     }
@@ -362,6 +396,33 @@ pub async fn kv_of(
         .await?;
     let outcome = admin
         .ask(|reply| AdminRequest::Kv(request, reply), timeout)
+        .await
+        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
+    client.shutdown();
+    Ok(outcome)
+}
+
+/// Changes the chain clock of the node at `addr` (fault injection), as a short-lived client
+/// of the cluster, and returns the offset now applied. The outer error says the node was not
+/// reached; the inner one that it has no chain clock.
+///
+/// # Errors
+///
+/// [`NodeError::Remote`] if the node cannot be reached, refuses the key, or does not answer.
+pub async fn clock_of(
+    addr: SocketAddr,
+    cluster: ClusterId,
+    key: Option<Key>,
+    change: ClockChange,
+    timeout: Duration,
+) -> Result<Result<Duration, String>, NodeError> {
+    let client = client(addr, cluster, key).await?;
+    let node = client.connect(addr, timeout).await?;
+    let admin = client
+        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
+        .await?;
+    let outcome = admin
+        .ask(|reply| AdminRequest::Clock(change, reply), timeout)
         .await
         .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
     client.shutdown();

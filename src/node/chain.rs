@@ -43,6 +43,7 @@ use phalanx_actors::chain::driver::{
 use phalanx_actors::chain::{
     ChainConfig, ClientId, GroupSettings, KvMap, Peer, Replica, ReplicaId, ReplicaSettings,
 };
+use phalanx_actors::clock::Clock;
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError};
 use phalanx_supervisors::ChildSpec;
 use phalanx_transports::{NodeId, RemoteMessage, Remoting};
@@ -104,6 +105,9 @@ pub(crate) struct ChainServices {
     restarts: AtomicU64,
     /// Whether this node runs a replica (else it is client-only).
     replica: bool,
+    /// The clock every chain actor of this node reads (skewed by the admin request
+    /// `AdminRequest::Clock`, for fault injection).
+    pub(crate) clock: Clock,
 }
 
 /// The local registry names of a node's chain actors.
@@ -153,6 +157,7 @@ impl ChainServices {
             incarnation: incarnation << 16,
             restarts: AtomicU64::new(0),
             replica,
+            clock: Clock::system(),
         }
     }
 
@@ -180,6 +185,7 @@ impl ChainServices {
                     settings.suspect_after = SUSPECT_AFTER;
                     let mut driver = DriverSettings::default();
                     driver.tick = Duration::from_millis(20);
+                    driver.clock = services.clock.clone();
                     GroupActor::with_settings(
                         id,
                         settings,
@@ -203,11 +209,9 @@ impl ChainServices {
                     settings.suspect_after = SUSPECT_AFTER;
                     let replica =
                         Replica::<KvMap>::new(ReplicaId(services.me), incarnation, settings);
-                    ReplicaActor::new(
-                        replica,
-                        Arc::new(Transport(services.clone())),
-                        DriverSettings::default(),
-                    )
+                    let mut driver = DriverSettings::default();
+                    driver.clock = services.clock.clone();
+                    ReplicaActor::new(replica, Arc::new(Transport(services.clone())), driver)
                 })
                 .registered(self.names.replica.clone())
                 .capacity(MAILBOX),
@@ -220,7 +224,9 @@ impl ChainServices {
                 let id = NodeId::random()
                     .map(|id| id.as_u128() as u64)
                     .unwrap_or_else(|_| services.me ^ services.restarts.load(Ordering::Relaxed));
-                let settings = ClientSettings::new(ClientId(id), services.me, services.group_ids());
+                let mut settings =
+                    ClientSettings::new(ClientId(id), services.me, services.group_ids());
+                settings.clock = services.clock.clone();
                 ClientActor::<KvMap, _>::new(settings, Arc::new(Transport(services.clone())))
             })
             .registered(self.names.client.clone())

@@ -13,6 +13,7 @@ use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
 use crate::chain::config::{ChainConfig, ClientId};
 use crate::chain::machine::StateMachine;
 use crate::chain::message::{ControlMessage, Message, Peer, decode, encode};
+use crate::clock::Clock;
 
 /// How often an idle client asks the group for the latest configuration.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -55,11 +56,13 @@ pub struct ClientSettings {
     pub max_outstanding: usize,
     /// How often deadlines and retries are checked.
     pub tick: Duration,
+    /// Where the client reads `now` (a fault injector can skew it).
+    pub clock: Clock,
 }
 
 impl ClientSettings {
     /// Settings for client `id`, reached by `route`, of the group `group`: CRAQ reads, retries
-    /// after 200 ms, 5 s deadline, up to 65,536 outstanding, 10 ms ticks.
+    /// after 200 ms, 5 s deadline, up to 65,536 outstanding, 10 ms ticks, a [`Clock::system`].
     pub fn new(id: ClientId, route: u64, group: Vec<u64>) -> Self {
         Self {
             id,
@@ -70,6 +73,7 @@ impl ClientSettings {
             deadline: Duration::from_secs(5),
             max_outstanding: 65_536,
             tick: Duration::from_millis(10),
+            clock: Clock::system(),
         }
     }
 }
@@ -387,7 +391,7 @@ where
         self.ticker = Some(start_ticker(ctx.myself(), self.settings.tick, || {
             ClientInput::Tick
         }));
-        self.query_config(Instant::now());
+        self.query_config(self.settings.clock.now());
         Ok(())
     }
 
@@ -396,7 +400,7 @@ where
         _: &mut Context<Self>,
         msg: ClientInput<S>,
     ) -> Result<(), HandlerError> {
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         match msg {
             ClientInput::Write(command, reply) => {
                 self.start(Operation::Write(command, reply), now);

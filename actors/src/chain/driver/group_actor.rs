@@ -191,7 +191,7 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
     }
 
     async fn handle(&mut self, _: &mut Context<Self>, msg: GroupInput) -> Result<(), HandlerError> {
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         match msg {
             GroupInput::Packet(inbound) => self.on_packet(inbound, now),
             GroupInput::Tick => {

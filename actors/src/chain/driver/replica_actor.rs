@@ -13,6 +13,7 @@ use crate::chain::config::{ChainConfig, ClientId, ReplicaId};
 use crate::chain::machine::StateMachine;
 use crate::chain::message::{ControlMessage, Message, Peer, decode, encode};
 use crate::chain::replica::{Action, Replica};
+use crate::clock::Clock;
 
 /// How often a driver ticks its core and how it batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +24,17 @@ pub struct DriverSettings {
     /// The most inputs handled between two flushes when the mailbox never drains (a flush
     /// happens anyway whenever the mailbox is empty).
     pub flush_every: usize,
+    /// Where the driver reads `now` (a fault injector can skew it).
+    pub clock: Clock,
 }
 
 impl Default for DriverSettings {
-    /// Ticks every 5 ms, flushes at least every 256 inputs.
+    /// Ticks every 5 ms, flushes at least every 256 inputs, reads a [`Clock::system`].
     fn default() -> Self {
         Self {
             tick: Duration::from_millis(5),
             flush_every: 256,
+            clock: Clock::system(),
         }
     }
 }
@@ -221,7 +225,7 @@ where
             ReplicaInput::Tick
         }));
         // Ask the group for a lease (and so to be appended) at once.
-        self.replica.handle_tick(Instant::now());
+        self.replica.handle_tick(self.settings.clock.now());
         self.send_actions();
         Ok(())
     }
@@ -231,7 +235,7 @@ where
         ctx: &mut Context<Self>,
         msg: ReplicaInput,
     ) -> Result<(), HandlerError> {
-        let now = Instant::now();
+        let now = self.settings.clock.now();
         match msg {
             ReplicaInput::Packet(inbound) => self.on_packet(inbound, now),
             ReplicaInput::Tick => self.replica.handle_tick(now),
