@@ -43,7 +43,8 @@
 //! - `endpoint`: [`Endpoint`], the connection layer (handshake, batching outbox, reconnection
 //!   with [`Backoff`], peer up/down), shared keys in [`SharedKeyring`].
 //! - `remote`: [`Remoting`], [`RemoteMessage`]: `ActorRef`s to actors on other nodes.
-//! - `sim`: the simulated network.
+//! - `sim`: the simulated network: [`SimNetwork`] (sans-IO) and, behind the [`Transport`]
+//!   trait, [`SimHub`] and its [`SimTransport`]s.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -85,4 +86,4 @@ pub use stream::StreamDecoder;
 pub use transport::{ByteStream, Transport, TransportError, TransportFuture};
 
 mod sim;
-pub use sim::{SimClock, SimFaults, SimInstant, SimNetwork, SimStats};
+pub use sim::{SimClock, SimFaults, SimHub, SimInstant, SimNetwork, SimStats, SimTransport};

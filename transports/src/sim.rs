@@ -7,14 +7,25 @@
 //!
 //! The network never delivers on its own: the test asks for what is due with
 //! [`SimNetwork::pop_due`] and moves its clock to [`SimNetwork::next_due`].
+//!
+//! [`SimHub`] puts the same network behind the [`Transport`](crate::Transport) trait: each
+//! node gets a [`SimTransport`] with datagrams (through a `SimNetwork`) and reliable, ordered
+//! streams, on one virtual clock that the test moves (or lets [`SimHub::run`] move), so that
+//! the endpoint and remoting layers run on the simulated network unchanged. `hub` documents
+//! what stays deterministic when real tasks run on top.
 
 mod clock;
+mod hub;
+mod stream;
+mod transport;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 pub use clock::{SimClock, SimInstant};
+pub use hub::SimHub;
+pub use transport::SimTransport;
 
 /// The faults a [`SimNetwork`] applies to every datagram.
 #[derive(Debug, Clone, PartialEq)]
