@@ -7,6 +7,7 @@
 //! seed, and `SIM_SEED=n` runs with seed `n`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use phalanx_runtime::{
@@ -77,6 +78,7 @@ fn seed() -> u64 {
 struct Cluster {
     hub: SimHub,
     nodes: Vec<Remoting>,
+    security: EndpointSecurity,
     _driver: Task<()>,
 }
 
@@ -91,21 +93,26 @@ impl Cluster {
         hub.set_stream_delay(Duration::from_millis(2));
         let security =
             EndpointSecurity::Keyring(SharedKeyring::new(Key::from_bytes([seed as u8; 32])));
-        let nodes = (1..=count)
-            .map(|n| {
-                let addr = SocketAddr::from(([10, 0, 0, n], 7946));
-                let transport = hub.bind(addr).unwrap();
-                let config =
-                    EndpointConfig::new(ClusterId(7), NodeId::from_u128(n.into()), Incarnation(1));
-                Remoting::with_transport(std::sync::Arc::new(transport), config, security.clone())
-            })
-            .collect();
         let driver = phalanx_runtime::spawn(hub.clone().run());
-        Cluster {
+        let mut cluster = Cluster {
             hub,
-            nodes,
+            nodes: Vec::new(),
+            security,
             _driver: driver,
+        };
+        for n in 1..=count {
+            let node = cluster.boot(n, Incarnation(1));
+            cluster.nodes.push(node);
         }
+        cluster
+    }
+
+    /// Starts node `n` (id `n`, address 10.0.0.`n`) with `incarnation`.
+    fn boot(&self, n: u8, incarnation: Incarnation) -> Remoting {
+        let addr = SocketAddr::from(([10, 0, 0, n], 7946));
+        let transport = self.hub.bind(addr).unwrap();
+        let config = EndpointConfig::new(ClusterId(7), NodeId::from_u128(n.into()), incarnation);
+        Remoting::with_transport(Arc::new(transport), config, self.security.clone())
     }
 
     fn addr(&self, n: usize) -> SocketAddr {
@@ -209,10 +216,10 @@ fn a_partition_makes_asks_time_out_cleanly_and_healing_brings_them_back() {
 }
 
 #[test]
-fn a_crashed_node_fires_node_down_and_ends_its_asks() {
+fn a_crashed_node_fires_node_down_ends_its_asks_and_restarts_with_a_new_incarnation() {
     let seed = seed();
     run(async {
-        let cluster = Cluster::start(seed, 3);
+        let mut cluster = Cluster::start(seed, 3);
         cluster.serve(1, "counter");
         let from_a = cluster.lookup(1, 0, "counter").await;
         let from_c = cluster.lookup(1, 2, "counter").await;
@@ -251,5 +258,23 @@ fn a_crashed_node_fires_node_down_and_ends_its_asks() {
         let on_c = cluster.lookup(2, 0, "survivor").await;
         assert_eq!(on_c.ask(Count::Get, WAIT).await.unwrap(), Vec::<u64>::new());
         assert!(cluster.nodes[0].peers().contains(&cluster.nodes[2].node()));
+
+        // B restarts on the same address with a new incarnation; A reaches its new actors.
+        cluster.nodes[1] = cluster.boot(2, Incarnation(2));
+        assert!(!cluster.hub.is_crashed(cluster.addr(1)));
+        cluster.serve(1, "counter");
+        let again = cluster.lookup(1, 0, "counter").await;
+        again.tell(Count::Add(7)).await.unwrap();
+        assert_eq!(
+            again.ask(Count::Get, WAIT).await.unwrap(),
+            vec![7],
+            "seed {seed}"
+        );
+        assert_eq!(
+            cluster.nodes[0]
+                .endpoint()
+                .peer_incarnation(cluster.nodes[1].node()),
+            Some(Incarnation(2))
+        );
     });
 }
