@@ -79,11 +79,17 @@ struct Cluster {
     hub: SimHub,
     nodes: Vec<Remoting>,
     security: EndpointSecurity,
+    /// The endpoints' idle timeout, when a test shortens it (heartbeats every sixth of it).
+    idle_timeout: Option<Duration>,
     _driver: Task<()>,
 }
 
 impl Cluster {
     fn start(seed: u64, count: u8) -> Cluster {
+        Cluster::start_with(seed, count, None)
+    }
+
+    fn start_with(seed: u64, count: u8, idle_timeout: Option<Duration>) -> Cluster {
         // Datagram faults do not touch the remoting layer (it only uses streams), but they
         // are on to show that they do not have to be off; streams take a few virtual ms.
         let faults = SimFaults::none()
@@ -98,6 +104,7 @@ impl Cluster {
             hub,
             nodes: Vec::new(),
             security,
+            idle_timeout,
             _driver: driver,
         };
         for n in 1..=count {
@@ -111,7 +118,12 @@ impl Cluster {
     fn boot(&self, n: u8, incarnation: Incarnation) -> Remoting {
         let addr = SocketAddr::from(([10, 0, 0, n], 7946));
         let transport = self.hub.bind(addr).unwrap();
-        let config = EndpointConfig::new(ClusterId(7), NodeId::from_u128(n.into()), incarnation);
+        let mut config =
+            EndpointConfig::new(ClusterId(7), NodeId::from_u128(n.into()), incarnation);
+        if let Some(idle) = self.idle_timeout {
+            config.idle_timeout = idle;
+            config.heartbeat_interval = idle / 6;
+        }
         Remoting::with_transport(Arc::new(transport), config, self.security.clone())
     }
 
@@ -275,6 +287,42 @@ fn a_crashed_node_fires_node_down_ends_its_asks_and_restarts_with_a_new_incarnat
                 .endpoint()
                 .peer_incarnation(cluster.nodes[1].node()),
             Some(Incarnation(2))
+        );
+    });
+}
+
+#[test]
+fn a_long_partition_ends_the_connection_with_node_down_and_a_new_lookup_works_once_healed() {
+    let seed = seed();
+    run(async {
+        // The endpoints' idle timeout is real time: shortened so that the test is quick.
+        let cluster = Cluster::start_with(seed, 2, Some(Duration::from_millis(1_200)));
+        cluster.serve(1, "counter");
+        let remote = cluster.lookup(1, 0, "counter").await;
+        let downs = watch(remote.addr(), WAIT).await;
+        cluster.hub.partition(cluster.addr(0), cluster.addr(1));
+        // Heartbeats stall with everything else; the idle timeout ends the connection.
+        let down = next_down(&downs).await;
+        assert_eq!(down.reason, ExitReason::NodeDown, "seed {seed}");
+        let cut = cluster.nodes[0]
+            .connect(cluster.addr(1), Duration::from_millis(200))
+            .await;
+        assert!(cut.is_err(), "seed {seed}: {cut:?}");
+        cluster.hub.heal_all();
+        // Redialing follows the endpoint's backoff; a bounded number of tries.
+        let mut again = None;
+        for _ in 0..50 {
+            if let Ok(node) = cluster.nodes[0].connect(cluster.addr(1), WAIT).await {
+                again = Some(node);
+                break;
+            }
+            phalanx_runtime::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(again, Some(cluster.nodes[1].node()), "seed {seed}");
+        let remote = cluster.lookup(1, 0, "counter").await;
+        assert_eq!(
+            remote.ask(Count::Get, WAIT).await.unwrap(),
+            Vec::<u64>::new()
         );
     });
 }
