@@ -26,6 +26,8 @@
 //!   typed layer for chain replicas (log index = entry sequence number).
 //! - [`ReplicaStore`]: a chain replica's durable state (its journal applied to a log,
 //!   snapshots and a metadata file), and what a restarted replica recovers from it.
+//! - [`GroupStore`]: the configuration group's raft state (a
+//!   [`GroupJournal`](crate::chain::GroupJournal) over a [`Log`]).
 //! - [`catchup`]: the catch-up stream (snapshot chunks, then the log suffix), resumable and
 //!   verified before anything is installed.
 //!
@@ -62,6 +64,7 @@
 
 mod actor;
 pub mod catchup;
+mod group_store;
 mod layout;
 mod log;
 mod policy;
@@ -73,6 +76,7 @@ mod storage;
 mod typed;
 
 pub use actor::{Captured, CheckpointActor, CheckpointMessage, CheckpointOwner, CheckpointStatus};
+pub use group_store::{GroupStore, GroupStoreError};
 pub use layout::{DataDir, DataDirError, NodeIdentity, ShardStore};
 pub use log::{
     Commit, FsyncPolicy, Log, LogConfig, LogError, Recovery, SyncDone, SyncJob, TornTail,

@@ -3,11 +3,14 @@
 //! the committed configuration across a node's crash and restart.
 
 use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::{
     ChainConfig, ConfigNode, ControlMessage, GroupAction, GroupSettings, Peer, ReplicaId,
 };
+use phalanx_actors::checkpoint::{GroupStore, MemStorage};
 
 struct Group {
     nodes: Vec<Option<ConfigNode>>,
@@ -23,6 +26,26 @@ impl Group {
                     ConfigNode::new(id, GroupSettings::new(vec![1, 2, 3], initial.clone()))
                         .unwrap(),
                 )
+            })
+            .collect();
+        Self {
+            nodes,
+            wire: VecDeque::new(),
+            now: Instant::now(),
+        }
+    }
+
+    /// A group whose nodes keep their raft state in journals on the given disks (rebuilt
+    /// from what the disks hold).
+    fn journaled(initial: &ChainConfig, disks: &[Arc<MemStorage>]) -> Self {
+        let nodes = disks
+            .iter()
+            .zip(1..)
+            .map(|(disk, id)| {
+                let (store, recovered, _) =
+                    GroupStore::open(disk.clone(), Path::new("/group")).unwrap();
+                let settings = GroupSettings::new(vec![1, 2, 3], initial.clone());
+                Some(ConfigNode::with_journal(id, settings, recovered, Box::new(store)).unwrap())
             })
             .collect();
         Self {
@@ -105,4 +128,30 @@ fn silent_member_is_removed_through_consensus_and_survives_restart() {
     assert_eq!(group.nodes[2].as_ref().unwrap().committed(), &expected);
     group.run(100, &ids[..2]);
     assert_eq!(group.committed(), vec![2, 2, 2]);
+}
+
+#[test]
+fn a_journaled_group_keeps_its_configuration_through_a_whole_group_crash() {
+    let ids = [ReplicaId(10), ReplicaId(11), ReplicaId(12)];
+    let initial = ChainConfig::initial(&ids);
+    let disks: Vec<Arc<MemStorage>> = (0..3).map(|_| Arc::new(MemStorage::new())).collect();
+    let mut group = Group::journaled(&initial, &disks);
+    group.run(60, &ids);
+    group.run(200, &ids[..2]);
+    assert_eq!(group.committed(), vec![2, 2, 2]);
+    // Every node loses its memory and whatever its disk had not synced, at once.
+    drop(group);
+    for disk in &disks {
+        disk.crash(&mut |len| len / 2);
+    }
+    let mut group = Group::journaled(&initial, &disks);
+    let expected = initial.without(ReplicaId(12));
+    for node in group.nodes.iter().flatten() {
+        assert_eq!(node.committed(), &expected);
+    }
+    // The restarted group elects a leader and goes on committing: replica 11 falls silent.
+    group.run(60, &ids[..2]);
+    group.run(200, &ids[..1]);
+    assert_eq!(group.committed(), vec![3, 3, 3]);
+    assert!(group.nodes.iter().flatten().all(|n| n.failure().is_none()));
 }

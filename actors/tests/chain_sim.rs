@@ -42,6 +42,31 @@ fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
     );
 }
 
+/// Durable replicas: crashes keep what was synced (a torn last write at most), restarted
+/// replicas keep their incarnation and recover from their disk, and the whole cluster may
+/// crash at once. Nothing acknowledged may be lost, and every history stays linearizable.
+#[test]
+fn durable_runs_survive_whole_cluster_crashes() {
+    let mut totals = (0u64, 0u64, 0u64, 0u64);
+    for_each_seed(40, |seed| {
+        let report = ChainSim::new(SimSettings::faulty_durable(seed)).run();
+        assert_eq!(
+            report.verdict,
+            Verdict::Linearizable,
+            "seed {seed}: {report:?}"
+        );
+        assert_eq!(report.lost_writes, 0, "seed {seed}: {report:?}");
+        totals.0 += 1;
+        totals.1 += report.completed;
+        totals.2 += report.faults;
+        totals.3 += u64::from(report.stuck);
+    });
+    println!(
+        "durable seeds {} completed {} faults {} stuck {}",
+        totals.0, totals.1, totals.2, totals.3
+    );
+}
+
 /// The checker has teeth: with fencing disabled (no fence wait, long leases) a removed
 /// replica keeps serving reads while the new chain commits writes, and some seed must show a
 /// non-linearizable history.

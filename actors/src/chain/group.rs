@@ -5,6 +5,12 @@
 //! [`MemStorage`]. The storage handle survives a simulated crash (it models a durable disk);
 //! [`ConfigNode::restart`] rebuilds the raft node and the configuration state from it.
 //!
+//! In production the raft state also goes to a [`GroupJournal`]
+//! ([`ConfigNode::with_journal`]): new log entries and hard-state changes are written and
+//! synced before any message raft-rs allows only after persistence is handed out, and a
+//! restarted node rebuilds its [`MemStorage`] from the journal. A raft node that forgot its
+//! vote or its log could break consensus safety; with the journal it never does.
+//!
 //! Raft messages are raft-rs's protobuf types. On a real wire they must be decoded only after
 //! the frame was authenticated by the keyring (protobuf 2 carries RUSTSEC-2024-0437, a
 //! stack overflow on crafted deeply nested input).
@@ -14,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use raft::StateRole;
 use raft::prelude::{
-    ConfState, Entry as RaftEntry, EntryType, Message as RaftMessage, MessageType,
+    ConfState, Entry as RaftEntry, EntryType, HardState, Message as RaftMessage, MessageType,
 };
 use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, Storage};
@@ -89,6 +95,42 @@ pub enum GroupError {
     Raft(#[from] raft::Error),
 }
 
+/// Durable storage of a group node's raft state (see the [module docs](self)).
+///
+/// Writes may be buffered until [`sync`](Self::sync); the node calls it before it hands out
+/// any message that raft requires to follow persistence.
+pub trait GroupJournal: Send + 'static {
+    /// Appends raft entries; an entry whose index is already stored replaces it and every
+    /// entry after it (raft's log truncation).
+    ///
+    /// # Errors
+    ///
+    /// An I/O error; the node then stops acting (see [`ConfigNode::failure`]).
+    fn append(&mut self, entries: &[RaftEntry]) -> std::io::Result<()>;
+    /// Records the hard state (term, vote, commit).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    fn set_hard_state(&mut self, hard_state: &HardState) -> std::io::Result<()>;
+    /// Makes everything written so far durable.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    fn sync(&mut self) -> std::io::Result<()>;
+}
+
+/// What a [`GroupJournal`] held when it was opened: the entries in index order (truncation
+/// applied) and the last hard state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupRecovered {
+    /// The raft log.
+    pub entries: Vec<RaftEntry>,
+    /// The last hard state written, if any.
+    pub hard_state: Option<HardState>,
+}
+
 /// One node of the configuration group.
 pub struct ConfigNode {
     id: u64,
@@ -112,6 +154,10 @@ pub struct ConfigNode {
     proposed: Option<(u64, Instant)>,
     was_leader: bool,
     actions: VecDeque<GroupAction>,
+    journal: Option<Box<dyn GroupJournal>>,
+    /// The journal failed: the node hands out nothing more (its driver should restart it from
+    /// the journal).
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigNode {
@@ -155,6 +201,36 @@ impl ConfigNode {
         Self::with_storage(self.id, self.settings, self.storage)
     }
 
+    /// A group node whose raft state is kept in `journal`, rebuilt from what it held
+    /// (`recovered`; empty for a new node).
+    ///
+    /// # Errors
+    ///
+    /// [`GroupError::Raft`] if raft-rs rejects the settings or the recovered state.
+    pub fn with_journal(
+        id: u64,
+        settings: GroupSettings,
+        recovered: GroupRecovered,
+        journal: Box<dyn GroupJournal>,
+    ) -> Result<Self, GroupError> {
+        let storage =
+            MemStorage::new_with_conf_state(ConfState::from((settings.group.clone(), vec![])));
+        if !recovered.entries.is_empty() {
+            storage.wl().append(&recovered.entries)?;
+        }
+        if let Some(hard_state) = recovered.hard_state {
+            storage.wl().set_hardstate(hard_state);
+        }
+        let mut node = Self::with_storage(id, settings, storage)?;
+        node.journal = Some(journal);
+        Ok(node)
+    }
+
+    /// Why the node stopped, if its journal failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
     fn with_storage(
         id: u64,
         settings: GroupSettings,
@@ -191,6 +267,8 @@ impl ConfigNode {
             proposed: None,
             was_leader: false,
             actions: VecDeque::new(),
+            journal: None,
+            failed: None,
         };
         let logged: Vec<RaftEntry> = match (node.storage.first_index(), node.storage.last_index()) {
             (Ok(first), Ok(last)) if first <= last => node
@@ -389,7 +467,7 @@ impl ConfigNode {
     }
 
     fn process_ready(&mut self) {
-        if !self.raft.has_ready() {
+        if self.failed.is_some() || !self.raft.has_ready() {
             return;
         }
         let mut ready = self.raft.ready();
@@ -409,17 +487,47 @@ impl ConfigNode {
         if let Some(hard_state) = ready.hs() {
             self.storage.wl().set_hardstate(hard_state.clone());
         }
+        if let Some(journal) = self.journal.as_mut() {
+            let written = (|| {
+                if !ready.entries().is_empty() {
+                    journal.append(ready.entries())?;
+                }
+                if let Some(hard_state) = ready.hs() {
+                    journal.set_hard_state(hard_state)?;
+                }
+                journal.sync()
+            })();
+            if let Err(error) = written {
+                self.fail(&error);
+                return;
+            }
+        }
         let persisted = ready.take_persisted_messages();
         self.send_raft(persisted);
         let mut light = self.raft.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.storage.wl().mut_hard_state().set_commit(commit);
+            if let Some(journal) = self.journal.as_mut() {
+                // The commit index needs no sync: a node that forgets it learns it again.
+                let hard_state = self.storage.rl().hard_state().clone();
+                if let Err(error) = journal.set_hard_state(&hard_state) {
+                    self.fail(&error);
+                    return;
+                }
+            }
         }
         let messages = light.take_messages();
         self.send_raft(messages);
         let committed = light.take_committed_entries();
         self.apply(committed);
         self.raft.advance_apply();
+    }
+
+    /// The journal failed: hand out nothing more, not even what was queued (it may depend on
+    /// the unwritten state).
+    fn fail(&mut self, error: &std::io::Error) {
+        self.failed = Some(format!("configuration-group journal: {error}"));
+        self.actions.clear();
     }
 
     fn note_logged(&mut self, entry: &RaftEntry) {

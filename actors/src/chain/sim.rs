@@ -2,6 +2,12 @@
 //! clients on one thread, over the simulated network, with crashes, restarts, partitions
 //! (one- and two-way), loss, duplication, reordering and clock-rate skew.
 //!
+//! With [`SimSettings::durable`], every replica keeps its state in a [`ReplicaStore`] on a
+//! simulated disk ([`MemStorage`]): its journal is written before anything it asked for is
+//! sent, a crash loses everything not synced, and a restarted replica recovers from the disk
+//! with its old incarnation. The nemesis may then crash every replica and every group node
+//! at once (the group's raft storage models a disk too).
+//!
 //! Every client operation goes into a history that [`crate::chain::linearizability`]
 //! checks, and at the end the tail's state is searched for every acknowledged write.
 //! [`for_each_seed`] runs a body over `CHAIN_SEEDS` seeds (or only `SIM_SEED`) and prints
@@ -14,6 +20,8 @@ mod recording;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phalanx_transports::{SimClock, SimFaults, SimInstant, SimNetwork};
@@ -28,6 +36,7 @@ use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
 use crate::chain::linearizability::{self, KvInput, KvResult, Operation, Verdict};
 use crate::chain::message::{ControlMessage, Message, Peer};
 use crate::chain::replica::{Action, Replica, ReplicaSettings};
+use crate::checkpoint::{FsyncPolicy, LogConfig, MemStorage, ReplicaStore};
 
 /// Runs `body` once per seed: only `SIM_SEED` if set, else `CHAIN_SEEDS` seeds (default
 /// `default_seeds`) from `CHAIN_SEED_START` (default 0). A failing seed is printed with the
@@ -102,6 +111,9 @@ pub struct SimSettings {
     /// Replica fence wait after adopting a configuration. Setting it below `lease` breaks
     /// fencing on purpose (the checker must then find violations).
     pub fence_wait: Duration,
+    /// Replicas keep their state on a simulated disk and restart from it (see the module
+    /// docs); the nemesis may then crash the whole cluster at once.
+    pub durable: bool,
 }
 
 impl SimSettings {
@@ -145,6 +157,16 @@ impl SimSettings {
             service_time: None,
             lease: Duration::from_millis(300),
             fence_wait: Duration::from_millis(450),
+            durable: false,
+        }
+    }
+
+    /// [`faulty`](Self::faulty) with durable replicas: crashes keep what was synced, and the
+    /// whole cluster may crash at once.
+    pub fn faulty_durable(seed: u64) -> Self {
+        Self {
+            durable: true,
+            ..Self::faulty(seed)
         }
     }
 }
@@ -191,6 +213,8 @@ enum Packet {
 #[derive(Debug)]
 struct SimReplica {
     replica: Option<Replica<RecordingKv>>,
+    /// The simulated disk and the store open on it (durable runs; `None` while crashed).
+    disk: Option<(Arc<MemStorage>, Option<ReplicaStore>)>,
     incarnation: u64,
     skew: Skew,
     busy_until: SimInstant,
@@ -328,6 +352,12 @@ impl ChainSim {
         for i in 0..(settings.chain_length + settings.spares) as u64 {
             let id = ReplicaId(100 + i);
             let mut replica = Replica::new(id, 0, replica_settings(&settings, group_ids.clone()));
+            let disk = settings.durable.then(|| {
+                let storage = Arc::new(MemStorage::new());
+                let mut store = open_store(&storage).0;
+                store.set_incarnation(0).expect("a fresh simulated disk");
+                (storage, Some(store))
+            });
             let skew = skew(&mut rng);
             if i < settings.chain_length as u64 {
                 // The initial configuration is known to everyone from the start.
@@ -340,6 +370,7 @@ impl ChainSim {
                 id,
                 SimReplica {
                     replica: Some(replica),
+                    disk,
                     incarnation: 0,
                     skew,
                     busy_until: SimInstant::ZERO,
@@ -682,9 +713,21 @@ impl ChainSim {
     }
 
     fn drain_replica(&mut self, id: ReplicaId, now: SimInstant) {
-        let Some(replica) = self.replicas.get_mut(&id).and_then(|s| s.replica.as_mut()) else {
+        let Some(sim) = self.replicas.get_mut(&id) else {
             return;
         };
+        let Some(replica) = sim.replica.as_mut() else {
+            return;
+        };
+        // The journal reaches the disk before anything the replica asked for leaves.
+        if let Some((_, Some(store))) = sim.disk.as_mut() {
+            let journal = replica.take_journal();
+            if !journal.is_empty() {
+                store
+                    .write(journal, self.base)
+                    .expect("the simulated disk never fails");
+            }
+        }
         let mut out = Vec::new();
         while let Some(action) = replica.poll_action() {
             out.push(action);
@@ -795,7 +838,18 @@ fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings 
     let mut replica = ReplicaSettings::new(group);
     replica.lease = settings.lease;
     replica.fence_wait = settings.fence_wait;
+    replica.journal = settings.durable;
     replica
+}
+
+/// Opens a replica's store on its simulated disk.
+fn open_store(storage: &Arc<MemStorage>) -> (ReplicaStore, crate::checkpoint::Opened<RecordingKv>) {
+    ReplicaStore::open(
+        storage.clone(),
+        Path::new("/replica"),
+        LogConfig::new(FsyncPolicy::Always),
+    )
+    .expect("a simulated disk written only by the store opens")
 }
 
 thread_local! {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use phalanx_transports::SimInstant;
 
-use super::{ChainSim, SimRng, replica_settings};
+use super::{ChainSim, SimRng, open_store, replica_settings};
 use crate::chain::config::ReplicaId;
 use crate::chain::message::Peer;
 use crate::chain::replica::Replica;
@@ -35,16 +35,36 @@ impl ChainSim {
         }
         self.next_fault = now + Duration::from_millis(100 + self.rng.below(400));
         let later = |rng: &mut SimRng| now + Duration::from_millis(150 + rng.below(700));
-        match self.rng.below(7) {
+        let kinds = if self.settings.durable { 8 } else { 7 };
+        match self.rng.below(kinds) {
+            7 => {
+                // Durable replicas only: the whole cluster goes down at once (a power cut)
+                // and comes back.
+                self.faults += 1;
+                let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
+                for id in ids {
+                    self.crash_replica(id);
+                    let at = later(&mut self.rng);
+                    self.repairs.push((at, Repair::RestartReplica(id)));
+                }
+                let ids: Vec<u64> = self.group.keys().copied().collect();
+                for id in ids {
+                    if let Some(group_node) = self.group.get_mut(&id)
+                        && !group_node.crashed
+                    {
+                        group_node.crashed = true;
+                        self.net.crash(Peer::Config(id));
+                        let at = later(&mut self.rng);
+                        self.repairs.push((at, Repair::RestartGroup(id)));
+                    }
+                }
+            }
             0 => {
                 let ids: Vec<ReplicaId> = self.replicas.keys().copied().collect();
                 let id = ids[self.rng.below(ids.len() as u64) as usize];
                 if self.may_crash(id) {
                     self.faults += 1;
-                    self.net.crash(Peer::Replica(id));
-                    if let Some(sim) = self.replicas.get_mut(&id) {
-                        sim.replica = None;
-                    }
+                    self.crash_replica(id);
                     let at = later(&mut self.rng);
                     self.repairs.push((at, Repair::RestartReplica(id)));
                 }
@@ -117,6 +137,10 @@ impl ChainSim {
     /// configuration is up and caught up in it: the nemesis never destroys the last copy
     /// (no replication scheme survives that without durable storage).
     fn may_crash(&self, id: ReplicaId) -> bool {
+        if self.settings.durable {
+            // A durable replica keeps its state: any of them may crash.
+            return true;
+        }
         let Some(latest) = self
             .group
             .values()
@@ -140,19 +164,42 @@ impl ChainSim {
         })
     }
 
+    /// Crashes a replica: its memory is lost, and (durable runs) its disk loses what was not
+    /// synced, the last write possibly torn.
+    fn crash_replica(&mut self, id: ReplicaId) {
+        self.net.crash(Peer::Replica(id));
+        let torn = self.rng.below(u64::MAX);
+        if let Some(sim) = self.replicas.get_mut(&id) {
+            sim.replica = None;
+            if let Some((storage, store)) = sim.disk.as_mut() {
+                *store = None;
+                storage.crash(&mut |len| (torn % (len as u64 + 1)) as usize);
+            }
+        }
+    }
+
     pub(super) fn repair(&mut self, repair: Repair, _now: SimInstant) {
         match repair {
             Repair::RestartReplica(id) => {
                 let group: Vec<u64> = self.group.keys().copied().collect();
+                let settings = replica_settings(&self.settings, group);
                 if let Some(sim) = self.replicas.get_mut(&id)
                     && sim.replica.is_none()
                 {
-                    sim.incarnation += 1;
-                    sim.replica = Some(Replica::new(
-                        id,
-                        sim.incarnation,
-                        replica_settings(&self.settings, group),
-                    ));
+                    sim.replica = Some(match sim.disk.as_mut() {
+                        Some((storage, store)) => {
+                            // Back from the disk, with the incarnation it had.
+                            let (opened_store, opened) = open_store(storage);
+                            let incarnation = opened_store.meta().incarnation;
+                            *store = Some(opened_store);
+                            Replica::recover(id, incarnation, settings, opened.recovered)
+                                .expect("a stored snapshot restores")
+                        }
+                        None => {
+                            sim.incarnation += 1;
+                            Replica::new(id, sim.incarnation, settings)
+                        }
+                    });
                     self.net.restart(&Peer::Replica(id));
                 }
             }
