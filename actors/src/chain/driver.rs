@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 pub use client::{ClientActor, ClientError, ClientInput, ClientSettings};
 pub use group_actor::{GroupActor, GroupInput, GroupStatus};
 pub use local::LocalNetwork;
-pub use replica_actor::{DriverSettings, ReplicaActor, ReplicaInput, ReplicaStatus};
+pub use replica_actor::{
+    DriverSettings, DurableReplica, ReplicaActor, ReplicaInput, ReplicaStatus,
+};
 
 use super::config::ClientId;
 use super::message::Peer;

@@ -61,6 +61,8 @@ pub enum GroupStoreError {
 #[derive(Debug)]
 pub struct GroupStore {
     log: Log,
+    /// Records were appended since the last sync.
+    unsynced: bool,
 }
 
 impl GroupStore {
@@ -108,12 +110,20 @@ impl GroupStore {
             }
             from = last + 1;
         }
-        Ok((Self { log }, recovered, recovery))
+        Ok((
+            Self {
+                log,
+                unsynced: false,
+            },
+            recovered,
+            recovery,
+        ))
     }
 
     fn append_record(&mut self, record: &GroupRecord) -> io::Result<()> {
         let bytes = postcard::to_allocvec(record).map_err(io::Error::other)?;
         self.log.append(&bytes).map_err(io::Error::other)?;
+        self.unsynced = true;
         Ok(())
     }
 }
@@ -136,7 +146,10 @@ impl GroupJournal for GroupStore {
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.log.commit(Instant::now()).map_err(io::Error::other)?;
+        // Most raft rounds (heartbeats) write nothing: no fsync for them.
+        if std::mem::take(&mut self.unsynced) {
+            self.log.commit(Instant::now()).map_err(io::Error::other)?;
+        }
         Ok(())
     }
 }

@@ -275,7 +275,7 @@ impl ReplicaStore {
     }
 
     /// Applies `ops` in order and commits the log; when this returns, they are as durable as
-    /// the log's [`FsyncPolicy`] makes them.
+    /// the log's [`FsyncPolicy`] makes them. Returns the bytes of entries appended.
     ///
     /// # Errors
     ///
@@ -285,8 +285,9 @@ impl ReplicaStore {
         &mut self,
         ops: Vec<JournalOp<S>>,
         now: Instant,
-    ) -> Result<(), ReplicaStoreError> {
+    ) -> Result<u64, ReplicaStoreError> {
         let mut buffer = Vec::new();
+        let mut bytes = 0;
         for op in ops {
             match op {
                 JournalOp::Append(entries) => {
@@ -302,6 +303,7 @@ impl ReplicaStore {
                         buffer = postcard::to_extend(entry, std::mem::take(&mut buffer))
                             .map_err(ChainStoreError::from)?;
                         self.log.append(&buffer)?;
+                        bytes += buffer.len() as u64;
                     }
                 }
                 JournalOp::Reset(snapshot) => self.replace(snapshot)?,
@@ -315,7 +317,7 @@ impl ReplicaStore {
             }
         }
         self.log.commit(now)?;
-        Ok(())
+        Ok(bytes)
     }
 
     /// A job that writes a snapshot of the committed state at `index` (captured by the

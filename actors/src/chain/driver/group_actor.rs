@@ -1,6 +1,7 @@
 //! The actor that drives a configuration-group [`ConfigNode`] with real time and a
 //! [`ChainTransport`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
 use crate::chain::config::ChainConfig;
 use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
 use crate::chain::message::{ControlMessage, MAX_MESSAGE_BYTES, Peer, decode, encode};
+use crate::checkpoint::{GroupStore, Storage};
 
 /// The messages of a [`GroupActor`].
 #[derive(Debug)]
@@ -49,6 +51,8 @@ pub struct GroupActor<T: ChainTransport> {
     node: Option<ConfigNode>,
     /// The raft id and settings of a node still to build.
     pending: Option<(u64, GroupSettings)>,
+    /// Where the node to build keeps its raft state (none: in memory).
+    journal: Option<(Arc<dyn Storage>, PathBuf)>,
     transport: Arc<T>,
     settings: DriverSettings,
     routes: Routes,
@@ -63,6 +67,7 @@ impl<T: ChainTransport> GroupActor<T> {
         Self {
             node: Some(node),
             pending: None,
+            journal: None,
             transport,
             settings,
             routes: Routes::default(),
@@ -82,12 +87,31 @@ impl<T: ChainTransport> GroupActor<T> {
         Self {
             node: None,
             pending: Some((id, group)),
+            journal: None,
             transport,
             settings,
             routes: Routes::default(),
             counters: DriverCounters::default(),
             ticker: None,
         }
+    }
+
+    /// Like [`with_settings`](Self::with_settings), with the node's raft state kept in a
+    /// [`GroupStore`] in `dir`: a restarted node (or a restarted actor) rebuilds it from there.
+    /// Writes are synced on the actor's thread (the group writes rarely: elections and
+    /// reconfigurations); a failed write fails the actor, which its supervisor restarts from
+    /// the store.
+    pub fn durable(
+        id: u64,
+        group: GroupSettings,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+        transport: Arc<T>,
+        settings: DriverSettings,
+    ) -> Self {
+        let mut actor = Self::with_settings(id, group, transport, settings);
+        actor.journal = Some((storage, dir));
+        actor
     }
 
     fn on_packet(&mut self, inbound: Inbound, now: Instant) {
@@ -182,7 +206,13 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
 
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
         if let Some((id, group)) = self.pending.take() {
-            self.node = Some(ConfigNode::new(id, group)?);
+            self.node = Some(match self.journal.take() {
+                Some((storage, dir)) => {
+                    let (store, recovered, _) = GroupStore::open(storage, &dir)?;
+                    ConfigNode::with_journal(id, group, recovered, Box::new(store))?
+                }
+                None => ConfigNode::new(id, group)?,
+            });
         }
         self.ticker = Some(start_ticker(ctx.myself(), self.settings.tick, || {
             GroupInput::Tick
@@ -211,6 +241,9 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
             }
         }
         self.send_actions();
+        if let Some(failure) = self.node.as_ref().and_then(ConfigNode::failure) {
+            return Err(failure.to_owned().into());
+        }
         Ok(())
     }
 }

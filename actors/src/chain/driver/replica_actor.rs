@@ -1,5 +1,6 @@
 //! The actor that drives a [`Replica`] with real time and a [`ChainTransport`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
 use crate::chain::config::{ChainConfig, ClientId, ReplicaId};
 use crate::chain::machine::StateMachine;
 use crate::chain::message::{ControlMessage, Message, Peer, decode, encode};
-use crate::chain::replica::{Action, Replica};
+use crate::chain::replica::{Action, Replica, ReplicaSettings};
+use crate::checkpoint::{CheckpointPolicy, Checkpointer, LogConfig, ReplicaStore, Storage};
 use crate::clock::Clock;
 
 /// How often a driver ticks its core and how it batches.
@@ -49,6 +51,79 @@ pub enum ReplicaInput {
     Tick,
     /// Report the replica's state.
     Status(Reply<ReplicaStatus>),
+    /// A snapshot job ended: the index it covers if it was installed, `None` if the state was
+    /// replaced meanwhile, or the error.
+    SnapshotDone(Result<Option<u64>, String>),
+}
+
+/// Where and how a durable replica keeps its state ([`ReplicaActor::durable`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DurableReplica {
+    /// The replica's id.
+    pub id: ReplicaId,
+    /// Its settings (`journal` is turned on).
+    pub settings: ReplicaSettings,
+    /// The incarnation to take if the store holds none yet (a new replica, or one whose
+    /// store cannot vouch for its state: see [`ReplicaStore::keeps_acknowledged`]).
+    pub fresh_incarnation: u64,
+    /// The filesystem.
+    pub storage: Arc<dyn Storage>,
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// The log's layout and fsync policy.
+    pub log: LogConfig,
+    /// When to take snapshots and truncate the log.
+    pub checkpoints: CheckpointPolicy,
+}
+
+impl DurableReplica {
+    /// Opens the store and builds the replica from what it holds: with its stored
+    /// incarnation if the store keeps every acknowledged write, else as a new replica (new
+    /// incarnation) that still starts from the stored state.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors (naming the damaged file), or a stored snapshot that does not
+    /// restore.
+    pub fn open<S: StateMachine>(&self) -> Result<(Replica<S>, ReplicaStore), HandlerError> {
+        let mut settings = self.settings.clone();
+        settings.journal = true;
+        let (mut store, opened) =
+            ReplicaStore::open::<S>(self.storage.clone(), &self.dir, self.log)?;
+        let keep = store.keeps_acknowledged() && opened.meta.is_some();
+        let incarnation = if keep {
+            store.meta().incarnation
+        } else {
+            self.fresh_incarnation
+        };
+        let mut recovered = opened.recovered;
+        if !keep {
+            store.set_incarnation(incarnation)?;
+            recovered.synced_epoch = 0;
+        }
+        if opened.log_recovery.torn_tail.is_some() {
+            tracing::warn!(dir = %self.dir.display(), "replica log ended in a torn write; cut");
+        }
+        if opened.gap {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "replica state was being replaced when the process stopped; catching up anew"
+            );
+        }
+        let replica = Replica::recover(self.id, incarnation, settings, recovered)?;
+        Ok((replica, store))
+    }
+}
+
+/// A durable replica's store and checkpointing state.
+#[derive(Debug)]
+struct Durable {
+    /// `None` only while a write runs on a blocking thread.
+    store: Option<ReplicaStore>,
+    checkpointer: Checkpointer,
+    /// An error to fail with at start (the store did not open).
+    failed: Option<String>,
 }
 
 /// A replica's state, as reported to operators.
@@ -84,10 +159,12 @@ pub struct ReplicaActor<S: StateMachine, T: ChainTransport> {
     unflushed: usize,
     /// The interval timer's task; dropping the actor cancels it.
     ticker: Option<Task<()>>,
+    /// The store of a durable replica.
+    durable: Option<Durable>,
 }
 
 impl<S: StateMachine, T: ChainTransport> ReplicaActor<S, T> {
-    /// An actor driving `replica` over `transport`.
+    /// An actor driving `replica` over `transport`; its state lives in memory only.
     pub fn new(replica: Replica<S>, transport: Arc<T>, settings: DriverSettings) -> Self {
         Self {
             replica,
@@ -97,7 +174,128 @@ impl<S: StateMachine, T: ChainTransport> ReplicaActor<S, T> {
             counters: DriverCounters::default(),
             unflushed: 0,
             ticker: None,
+            durable: None,
         }
+    }
+
+    /// An actor driving a replica restarted from (or created in) the store `durable`
+    /// describes. The replica's journal is written (one group commit per flush) before
+    /// anything it asked for is sent, snapshots are taken on a blocking thread as
+    /// `durable.checkpoints` says, and the log is truncated below them.
+    ///
+    /// If the store does not open, the actor fails to start with the error (its supervisor
+    /// restarts it, and gives up if it keeps failing: the node then stops with the error).
+    pub fn durable(durable: &DurableReplica, transport: Arc<T>, settings: DriverSettings) -> Self {
+        let (replica, store, failed) = match durable.open::<S>() {
+            Ok((replica, store)) => (replica, Some(store), None),
+            Err(error) => (
+                Replica::new(
+                    durable.id,
+                    durable.fresh_incarnation,
+                    durable.settings.clone(),
+                ),
+                None,
+                Some(error.to_string()),
+            ),
+        };
+        let log_first = store.as_ref().map_or(1, ReplicaStore::log_first);
+        let checkpointer = Checkpointer::new(
+            durable.checkpoints,
+            replica.committed(),
+            log_first,
+            settings.clock.now(),
+        );
+        let mut actor = Self::new(replica, transport, settings);
+        actor.durable = Some(Durable {
+            store,
+            checkpointer,
+            failed,
+        });
+        actor
+    }
+
+    /// Writes the replica's journal (durable replicas), then takes a snapshot or truncates
+    /// the log if the policy says so.
+    async fn persist(&mut self, ctx: &Context<Self>) -> Result<(), HandlerError>
+    where
+        S: Send + 'static,
+        S::Key: Send,
+        S::Command: Send,
+        S::Output: Send,
+        S::Query: Send,
+        S::Reply: Send,
+    {
+        let Some(durable) = self.durable.as_mut() else {
+            return Ok(());
+        };
+        let journal = self.replica.take_journal();
+        if !journal.is_empty() {
+            let mut store = durable
+                .store
+                .take()
+                .ok_or("the replica store was lost by a failed write")?;
+            let now = self.settings.clock.now();
+            let (store, written) = phalanx_runtime::spawn_blocking(move || {
+                let written = store.write(journal, now);
+                (store, written)
+            })
+            .await;
+            let bytes = written?;
+            durable.store = Some(store);
+            durable
+                .checkpointer
+                .handle_appended(self.replica.received(), bytes);
+        }
+        let now = self.settings.clock.now();
+        if durable.checkpointer.poll_snapshot(now)
+            && let Some(store) = durable.store.as_ref()
+        {
+            let (index, machine, sessions) = self.replica.committed_state();
+            let epoch = self.replica.config().map_or(0, |c| c.epoch);
+            let job = store.snapshot_job(
+                index,
+                epoch,
+                Box::new(move || {
+                    let snapshot = crate::chain::Snapshot::<S> {
+                        committed: index,
+                        state: machine.snapshot(),
+                        sessions,
+                    };
+                    postcard::to_allocvec(&snapshot).unwrap_or_default()
+                }),
+            );
+            let me = ctx.myself();
+            phalanx_runtime::spawn(async move {
+                let done = phalanx_runtime::spawn_blocking(move || job.run()).await;
+                let done = done
+                    .map(|meta| meta.map(|m| m.header.index))
+                    .map_err(|e| e.to_string());
+                let _ = me.tell(ReplicaInput::SnapshotDone(done)).await;
+            })
+            .detach();
+        }
+        Ok(())
+    }
+
+    fn on_snapshot_done(&mut self, done: Result<Option<u64>, String>) -> Result<(), HandlerError> {
+        let Some(durable) = self.durable.as_mut() else {
+            return Ok(());
+        };
+        let now = self.settings.clock.now();
+        match done {
+            Ok(Some(index)) => durable.checkpointer.handle_snapshot_written(index, now),
+            Ok(None) => durable.checkpointer.handle_snapshot_failed(now),
+            Err(error) => {
+                durable.checkpointer.handle_snapshot_failed(now);
+                tracing::warn!(%error, "replica snapshot failed");
+            }
+        }
+        if let Some(below) = durable.checkpointer.poll_truncate()
+            && let Some(store) = durable.store.as_mut()
+        {
+            store.truncate_below(below)?;
+        }
+        Ok(())
     }
 
     fn on_packet(&mut self, inbound: Inbound, now: Instant) {
@@ -221,11 +419,15 @@ where
     type Message = ReplicaInput;
 
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), HandlerError> {
+        if let Some(error) = self.durable.as_mut().and_then(|d| d.failed.take()) {
+            return Err(error.into());
+        }
         self.ticker = Some(start_ticker(ctx.myself(), self.settings.tick, || {
             ReplicaInput::Tick
         }));
         // Ask the group for a lease (and so to be appended) at once.
         self.replica.handle_tick(self.settings.clock.now());
+        self.persist(ctx).await?;
         self.send_actions();
         Ok(())
     }
@@ -242,13 +444,22 @@ where
             ReplicaInput::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            ReplicaInput::SnapshotDone(done) => self.on_snapshot_done(done)?,
         }
         self.unflushed += 1;
-        if self.unflushed >= self.settings.flush_every || ctx.myself().mailbox_len() == 0 {
+        let flush = self.unflushed >= self.settings.flush_every || ctx.myself().mailbox_len() == 0;
+        if flush {
             self.unflushed = 0;
             self.replica.flush(now);
         }
-        self.send_actions();
+        if self.durable.is_none() {
+            self.send_actions();
+        } else if flush {
+            // Group commit: everything since the last flush is written at once, and only
+            // then does anything the replica asked for leave.
+            self.persist(ctx).await?;
+            self.send_actions();
+        }
         Ok(())
     }
 }
