@@ -11,8 +11,8 @@
 //! [`SimHub`] puts the same network behind the [`Transport`](crate::Transport) trait: each
 //! node gets a [`SimTransport`] with datagrams (through a `SimNetwork`) and reliable, ordered
 //! streams, on one virtual clock that the test moves (or lets [`SimHub::run`] move), so that
-//! the endpoint and remoting layers run on the simulated network unchanged. `hub` documents
-//! what stays deterministic when real tasks run on top.
+//! the endpoint and remoting layers run on the simulated network unchanged. [`SimHub`]
+//! documents what stays deterministic when real tasks run on top.
 
 mod clock;
 mod hub;

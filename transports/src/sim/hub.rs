@@ -1,28 +1,7 @@
 //! The hub that joins [`SimTransport`]s: one [`SimNetwork`] of datagrams, the pipes of the
 //! simulated streams, and the virtual clock that both follow.
 //!
-//! # Determinism
-//!
-//! The hub draws every random choice (loss, duplication, delay, reordering) from the
-//! [`SimNetwork`]'s one seeded generator, at the moment a datagram is sent, in the order the
-//! sends reach the hub; streams draw nothing (a fixed delay). So:
-//!
-//! - **Deterministic**: given the seed, the faults and the *sequence* of operations on the hub
-//!   and its transports (sends, writes, partitions, crashes, clock moves), everything that
-//!   follows is fixed: which datagrams are lost or duplicated, the virtual instant each copy
-//!   and each stream segment arrives, and the order of arrivals. A test that makes its calls
-//!   from one task and moves the clock itself ([`SimHub::advance`], [`SimHub::step`],
-//!   [`SimHub::run_until_idle`]) replays exactly from its seed.
-//! - **Not deterministic** once real tasks run on top, as the endpoint and remoting layers do:
-//!   their tasks run on a multi-threaded executor, so the order in which their sends and
-//!   writes reach the hub, and therefore which random draw each datagram gets and at which
-//!   virtual instant it leaves, depends on thread scheduling. Those layers also keep their
-//!   own *real-time* timers (handshake timeout, heartbeats, idle timeout, reconnection
-//!   backoff, an `ask`'s timeout), which know nothing of the virtual clock. And the
-//!   background driver ([`SimHub::run`]) moves virtual time as fast as events come, not when
-//!   the tasks are idle. Over those layers the seed fixes the fault *model*, not one
-//!   trace: assert outcomes that hold for every interleaving (an ask fails cleanly, a monitor
-//!   fires), never a particular order of events across nodes.
+//! What is deterministic and what is not is stated on [`SimHub`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,10 +37,32 @@ const FIRST_EPHEMERAL_PORT: u16 = 40_000;
 ///
 /// Nothing moves until the clock does: a test calls [`advance`](Self::advance),
 /// [`step`](Self::step) or [`run_until_idle`](Self::run_until_idle), or spawns
-/// [`run`](Self::run) to deliver whatever is sent by tasks it does not control. The module
-/// documentation says what is deterministic.
+/// [`run`](Self::run) to deliver whatever is sent by tasks it does not control.
 ///
 /// Cheap to clone: clones share the network.
+///
+/// # Determinism
+///
+/// The hub draws every random choice (loss, duplication, delay, reordering) from the
+/// [`SimNetwork`]'s one seeded generator, at the moment a datagram is sent, in the order the
+/// sends reach the hub; streams draw nothing (a fixed delay). So:
+///
+/// - **Deterministic**: given the seed, the faults and the *sequence* of operations on the hub
+///   and its transports (sends, writes, partitions, crashes, clock moves), everything that
+///   follows is fixed: which datagrams are lost or duplicated, the virtual instant each copy
+///   and each stream segment arrives, and the order of arrivals. A test that makes its calls
+///   from one task and moves the clock itself ([`SimHub::advance`], [`SimHub::step`],
+///   [`SimHub::run_until_idle`]) replays exactly from its seed.
+/// - **Not deterministic** once real tasks run on top, as the endpoint and remoting layers do:
+///   their tasks run on a multi-threaded executor, so the order in which their sends and
+///   writes reach the hub, and therefore which random draw each datagram gets and at which
+///   virtual instant it leaves, depends on thread scheduling. Those layers also keep their
+///   own *real-time* timers (handshake timeout, heartbeats, idle timeout, reconnection
+///   backoff, an `ask`'s timeout), which know nothing of the virtual clock. And the
+///   background driver ([`SimHub::run`]) moves virtual time as fast as events come, not when
+///   the tasks are idle. Over those layers the seed fixes the fault *model*, not one
+///   trace: assert outcomes that hold for every interleaving (an ask fails cleanly, a monitor
+///   fires), never a particular order of events across nodes.
 ///
 /// # Examples
 ///
