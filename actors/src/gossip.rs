@@ -16,6 +16,16 @@
 //! independent confirmations; a suspected node hears of its suspicion first from whoever
 //! probes it (buddy system).
 //!
+//! Actor messages: [`Membership::send_message`] queues a small opaque payload for one member.
+//! It rides any datagram this node sends to that member before the driver next drains
+//! [`Membership::poll_action`] (a probe, an ack, a gossip round), and otherwise goes out in a
+//! datagram of its own, which carries piggybacked membership news too. No datagram ever
+//! exceeds [`Config::max_datagram`]. The receiver drops messages not addressed to it, from
+//! senders it does not hold live, and duplicates; the rest come out as
+//! [`Notification::Message`]. Delivery is best effort: no retransmission, no ordering. The
+//! remoting layer uses this only for message types that opt in, and keeps everything else on
+//! its ordered, reliable streams.
+//!
 //! Undying: a node that learns it was declared dead bumps its incarnation and announces
 //! itself again; a node that knows no live member keeps contacting its seeds.
 //!
@@ -33,10 +43,11 @@ mod suspicion;
 pub use action::{Action, DownReason, Notification, Timer};
 pub use config::Config;
 pub use member::{MemberId, NodeId};
-pub use membership::{Address, EventError, Membership};
+pub use membership::{Address, EventError, Membership, MessageError, MessageStats};
 pub use message::{
-    Body, DecodeError, EncodeError, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN,
-    MAX_PUSH_PULL_MEMBERS, MAX_UPDATES, MemberState, Message, PushPullKind, Update, UserEvent,
+    Body, DecodeError, DirectMessage, EncodeError, MAX_DIRECT_MESSAGES, MAX_DIRECT_PAYLOAD,
+    MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN, MAX_PUSH_PULL_MEMBERS,
+    MAX_UPDATES, MemberState, Message, PushPullKind, Update, UserEvent,
 };
 
 #[cfg(test)]

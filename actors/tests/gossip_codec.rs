@@ -1,8 +1,9 @@
 //! Property tests and a fuzz target for the gossip message decoder.
 
 use phalanx_actors::gossip::{
-    Body, MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN, MAX_UPDATES, MemberState,
-    Message, NodeId, PushPullKind, Update, UserEvent,
+    Body, DirectMessage, MAX_DIRECT_MESSAGES, MAX_DIRECT_PAYLOAD, MAX_EVENT_NAME,
+    MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN, MAX_UPDATES, MemberState, Message, NodeId,
+    PushPullKind, Update, UserEvent,
 };
 use proptest::prelude::*;
 
@@ -70,18 +71,29 @@ fn body() -> impl Strategy<Value = Body<u32>> {
     ]
 }
 
+fn direct() -> impl Strategy<Value = DirectMessage> {
+    (
+        node(),
+        any::<u64>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(to, seq, payload)| DirectMessage { to, seq, payload })
+}
+
 fn message() -> impl Strategy<Value = Message<u32>> {
     (
         node(),
         body(),
         prop::collection::vec(update(), 0..20),
         prop::collection::vec(event(), 0..4),
+        prop::collection::vec(direct(), 0..4),
     )
-        .prop_map(|(sender, body, updates, events)| Message {
+        .prop_map(|(sender, body, updates, events, messages)| Message {
             sender,
             body,
             updates,
             events,
+            messages,
         })
 }
 
@@ -119,6 +131,7 @@ fn gossip(updates: Vec<Update<u32>>, events: Vec<UserEvent>) -> Message<u32> {
         body: Body::Gossip,
         updates,
         events,
+        messages: Vec::new(),
     }
 }
 
@@ -154,6 +167,22 @@ fn limits_are_enforced_on_decode() {
     assert!(Message::<u32>::decode(&gossip(Vec::new(), long_name).encode().unwrap()).is_err());
     let big = vec![sample_event(0, MAX_EVENT_PAYLOAD + 1)];
     assert!(Message::<u32>::decode(&gossip(Vec::new(), big).encode().unwrap()).is_err());
+
+    let direct = |count: usize, len: usize| {
+        let mut message = gossip(Vec::new(), Vec::new());
+        message.messages = vec![
+            DirectMessage {
+                to: NodeId(2),
+                seq: 1,
+                payload: vec![1; len],
+            };
+            count
+        ];
+        Message::<u32>::decode(&message.encode().unwrap())
+    };
+    assert!(direct(MAX_DIRECT_MESSAGES, MAX_DIRECT_PAYLOAD).is_ok());
+    assert!(direct(MAX_DIRECT_MESSAGES + 1, 0).is_err());
+    assert!(direct(1, MAX_DIRECT_PAYLOAD + 1).is_err());
 
     let mut trailing = gossip(Vec::new(), Vec::new()).encode().unwrap();
     trailing.push(0);

@@ -1,16 +1,29 @@
 //! Measurements of the gossip protocol in simulation, with foca 2 driven through the same
-//! simulated network and scenarios for comparison. Ignored by default (they take minutes in
-//! debug builds); run them with
+//! simulated network and scenarios for comparison: the grid of issue #6, n = 10, 100, 1000
+//! and loss 0, 5, 10, 20 %, every metric for both systems in the same run. Ignored by default
+//! (it takes many minutes even in release builds); run it with
 //!
 //! ```text
 //! cargo test -p phalanx-actors --release --test gossip_measure -- --ignored --nocapture
 //! ```
 //!
-//! `SIM_SEEDS` sets how many seeds are averaged (default 3).
+//! Environment: `GRID_N` (default `10,100,1000`) and `GRID_LOSS` (percent, default
+//! `0,5,10,20`) choose the cells; `SIM_SEEDS` sets how many seeds are averaged (default 3),
+//! `GRID_SEEDS_1000` the same for n = 1000 (default 1); `GRID_CELL_SECS` is the wall-clock
+//! time box of one cell and system (default 900): a cell that runs out of it reports the
+//! metrics it did not reach as not measured (`-`) instead of holding up the grid.
+//!
+//! Per cell and seed: join all nodes through node 0 and count the periods until every node
+//! sees all the others (join convergence); run 30 periods, then 10 simulated minutes, counting
+//! Down notifications (false DOWN: nobody failed) and the datagrams and bytes sent (load per
+//! member per period; phalanx's push-pull, which goes over streams, is not a datagram); crash
+//! one node and time until every live node has dropped it (first and all); on a fresh cluster,
+//! cut it 50/50, wait until each half agrees on itself, heal, and time until one full view.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use phalanx_actors::gossip::{Config, Notification};
 use phalanx_actors::sim::Cluster;
@@ -20,6 +33,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 const PERIOD: Duration = Duration::from_secs(1);
+/// The push-pull interval of phalanx's defaults, to express heal times in intervals.
+const PUSH_PULL_SECS: f64 = 30.0;
 
 fn faults(loss: f64) -> SimFaults {
     SimFaults::none()
@@ -27,19 +42,30 @@ fn faults(loss: f64) -> SimFaults {
         .with_delay(Duration::from_millis(1), Duration::from_millis(20))
 }
 
-fn seeds() -> u64 {
-    std::env::var("SIM_SEEDS")
+fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
+    std::env::var(name)
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+fn seeds(n: u32) -> u64 {
+    if n >= 1000 {
+        env_u64("GRID_SEEDS_1000", 1)
+    } else {
+        env_u64("SIM_SEEDS", 3)
+    }
 }
 
 fn all(n: u32) -> BTreeSet<u32> {
     (0..n).collect()
-}
-
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// What a scenario needs from a simulated cluster, whichever protocol runs in it.
@@ -58,6 +84,8 @@ trait Sim {
     fn downs(&self) -> usize;
     /// Datagrams sent so far (phalanx: push-pull excluded).
     fn datagrams(&self) -> u64;
+    /// Bytes of those datagrams.
+    fn bytes(&self) -> u64;
     fn seed(&self) -> u64;
 
     fn converged_on(&self, expected: &BTreeSet<u32>) -> bool {
@@ -85,134 +113,163 @@ fn periods_until<S: Sim>(sim: &mut S, limit: u32, done: impl Fn(&S) -> bool) -> 
     None
 }
 
-fn joined<S: Sim>(n: u32, seed: u64, loss: f64) -> (S, Option<u32>) {
-    let mut sim = S::new(n, seed, loss);
-    sim.join_all();
-    let periods = periods_until(&mut sim, 600, |s| s.converged_on(&all(n)));
-    (sim, periods)
+/// The figures of one cell for one system; `None` = not measured (time box) or not reached.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    join: Vec<Option<f64>>,
+    false_downs: Vec<Option<f64>>,
+    datagrams: Vec<Option<f64>>,
+    bytes: Vec<Option<f64>>,
+    crash_first: Vec<Option<f64>>,
+    crash_all: Vec<Option<f64>>,
+    heal: Vec<Option<f64>>,
 }
 
-fn join_and_crash_detection<S: Sim>() {
-    let mut join = Vec::new();
-    let mut first = Vec::new();
-    let mut everyone = Vec::new();
-    for seed in 0..seeds() {
-        let (mut sim, periods) = joined::<S>(100, seed, 0.10);
-        join.push(periods.map_or(f64::NAN, f64::from));
-        sim.run_for(PERIOD * 10);
-        let victim = 37;
+/// The mean of the measured values, or `None` if any seed is missing (a mean over the seeds
+/// that happened to finish would flatter the system).
+fn mean(values: &[Option<f64>]) -> Option<f64> {
+    let measured: Option<Vec<f64>> = values.iter().copied().collect();
+    let measured = measured?;
+    if measured.is_empty() || measured.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    Some(measured.iter().sum::<f64>() / measured.len() as f64)
+}
+
+fn measure<S: Sim>(n: u32, loss: f64, budget: Duration) -> Figures {
+    let started = Instant::now();
+    let out_of_time = || started.elapsed() > budget;
+    let mut figures = Figures::default();
+    let join_limit = 600;
+    for seed in 0..seeds(n) {
+        if out_of_time() {
+            break;
+        }
+        let mut sim = S::new(n, seed, loss);
+        sim.join_all();
+        let join = periods_until(&mut sim, join_limit, |s| s.converged_on(&all(n)));
+        figures.join.push(join.map(f64::from));
+        if out_of_time() {
+            continue;
+        }
+        sim.run_for(PERIOD * 30);
+        let (downs, datagrams, bytes) = (sim.downs(), sim.datagrams(), sim.bytes());
+        let secs = 600u32;
+        // Ten minutes in one-minute steps, so that the time box can stop a slow run.
+        let mut ran = 0;
+        while ran < secs && !out_of_time() {
+            sim.run_for(PERIOD * 60);
+            ran += 60;
+        }
+        if ran < secs {
+            continue;
+        }
+        let per = f64::from(n) * f64::from(secs) / PERIOD.as_secs_f64();
+        figures.false_downs.push(Some((sim.downs() - downs) as f64));
+        figures
+            .datagrams
+            .push(Some((sim.datagrams() - datagrams) as f64 / per));
+        figures.bytes.push(Some((sim.bytes() - bytes) as f64 / per));
+        let victim = n * 37 / 100;
         sim.crash(victim);
-        let live: BTreeSet<u32> = all(100).into_iter().filter(|&i| i != victim).collect();
+        let live: BTreeSet<u32> = all(n).into_iter().filter(|&i| i != victim).collect();
         let start = sim.now();
-        let mut first_seen = None;
+        let (mut first, mut everyone) = (None, None);
         // Bounded: 300 periods at most, in tenths of a period.
         for _ in 0..3000 {
-            if first_seen.is_none() && live.iter().any(|&i| !sim.view(i).contains(&victim)) {
-                first_seen = Some(sim.now().saturating_duration_since(start));
+            if first.is_none() && live.iter().any(|&i| !sim.view(i).contains(&victim)) {
+                first = Some(sim.now().saturating_duration_since(start));
             }
             if live.iter().all(|&i| !sim.view(i).contains(&victim)) {
+                everyone = Some(sim.now().saturating_duration_since(start));
+                break;
+            }
+            if out_of_time() {
                 break;
             }
             sim.run_for(PERIOD / 10);
         }
-        let all_seen = sim.now().saturating_duration_since(start);
-        first.push(first_seen.unwrap_or(all_seen).as_secs_f64() / PERIOD.as_secs_f64());
-        everyone.push(all_seen.as_secs_f64() / PERIOD.as_secs_f64());
+        let periods = |d: Duration| d.as_secs_f64() / PERIOD.as_secs_f64();
+        figures.crash_first.push(first.map(periods));
+        figures.crash_all.push(everyone.map(periods));
     }
-    println!(
-        "{:8} n=100 loss=10%: join convergence {:5.1} periods; crash detection: first member {:5.1}, all members {:5.1} periods (means of {} seeds)",
-        S::NAME,
-        mean(&join),
-        mean(&first),
-        mean(&everyone),
-        join.len()
-    );
-}
-
-fn false_downs<S: Sim>() {
-    for loss in [0.10, 0.20] {
-        let mut counts = Vec::new();
-        for seed in 0..seeds() {
-            let (mut sim, _) = joined::<S>(100, seed, loss);
-            let before = sim.downs();
-            sim.run_for(Duration::from_secs(600));
-            counts.push(sim.downs() - before);
+    for seed in 0..seeds(n) {
+        if out_of_time() {
+            break;
         }
-        println!(
-            "{:8} n=100 loss={:.0}%: false DOWN notifications in 10 simulated minutes (all observers summed), per seed: {counts:?}",
-            S::NAME,
-            loss * 100.0
-        );
-    }
-}
-
-fn load<S: Sim>() {
-    for (n, loss) in [(10u32, 0.0), (1000, 0.0), (10, 0.1), (1000, 0.1)] {
-        let (mut sim, _) = joined::<S>(n, 0, loss);
-        sim.run_for(PERIOD * 30);
-        let before = sim.datagrams();
-        let periods = 60u32;
-        sim.run_for(PERIOD * periods);
-        let sent = sim.datagrams() - before;
-        println!(
-            "{:8} n={n} loss={:.0}%: {:.2} datagrams sent per member per period (steady state)",
-            S::NAME,
-            loss * 100.0,
-            sent as f64 / (f64::from(n) * f64::from(periods)),
-        );
-    }
-}
-
-fn partition_heal<S: Sim>() {
-    let mut heals = Vec::new();
-    for seed in 0..seeds() {
-        let (mut sim, _) = joined::<S>(100, seed, 0.0);
-        let left: Vec<u32> = (0..50).collect();
-        let right: Vec<u32> = (50..100).collect();
+        let mut sim = S::new(n, seed, loss);
+        sim.join_all();
+        if periods_until(&mut sim, join_limit, |s| s.converged_on(&all(n))).is_none() {
+            figures.heal.push(None);
+            continue;
+        }
+        let left: Vec<u32> = (0..n / 2).collect();
+        let right: Vec<u32> = (n / 2..n).collect();
         sim.partition(&left, &right);
         let left_set: BTreeSet<u32> = left.iter().copied().collect();
         let right_set: BTreeSet<u32> = right.iter().copied().collect();
-        periods_until(&mut sim, 600, |s| {
+        let split = periods_until(&mut sim, join_limit, |s| {
             s.converged_on(&left_set) && s.converged_on(&right_set)
         });
+        if split.is_none() {
+            figures.heal.push(None);
+            continue;
+        }
         sim.heal();
-        let periods = periods_until(&mut sim, 1200, |s| s.converged_on(&all(100)));
-        heals.push(periods.map_or(f64::NAN, |p| f64::from(p) * PERIOD.as_secs_f64()));
+        let healed = periods_until(&mut sim, 1200, |s| s.converged_on(&all(n)));
+        figures
+            .heal
+            .push(healed.map(|p| f64::from(p) * PERIOD.as_secs_f64()));
     }
-    println!(
-        "{:8} n=100 50/50 partition heal: {:.1} s mean ({:.2} push-pull intervals of 30 s), per seed {heals:?}",
+    eprintln!(
+        "{:8} n={n} loss={:.0}%: {figures:?} ({:.0} s wall)",
         S::NAME,
-        mean(&heals),
-        mean(&heals) / 30.0,
+        loss * 100.0,
+        started.elapsed().as_secs_f64()
     );
+    figures
+}
+
+/// `phalanx / foca (ratio)`, `-` where a figure is missing.
+fn cell(ours: &[Option<f64>], theirs: &[Option<f64>], digits: usize) -> String {
+    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"));
+    let (a, b) = (mean(ours), mean(theirs));
+    let ratio = match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!(" ({:.2}x)", a / b),
+        _ => String::new(),
+    };
+    format!("{} / {}{ratio}", show(a), show(b))
 }
 
 #[test]
 #[ignore = "measurement; run with --release --ignored --nocapture"]
-fn measure_join_and_crash_detection() {
-    join_and_crash_detection::<Phalanx>();
-    join_and_crash_detection::<Foca>();
-}
-
-#[test]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
-fn measure_false_downs() {
-    false_downs::<Phalanx>();
-    false_downs::<Foca>();
-}
-
-#[test]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
-fn measure_load_per_member() {
-    load::<Phalanx>();
-    load::<Foca>();
-}
-
-#[test]
-#[ignore = "measurement; run with --release --ignored --nocapture"]
-fn measure_partition_heal() {
-    partition_heal::<Phalanx>();
-    partition_heal::<Foca>();
+fn measure_grid() {
+    let budget = Duration::from_secs(env_u64("GRID_CELL_SECS", 900));
+    let mut table = String::from(
+        "| n | loss | join (periods) | crash seen by first (periods) | crash seen by all (periods) \
+         | false DOWN / 10 min | datagrams / member / period | bytes / member / period \
+         | 50/50 heal (s) |\n|---:|---:|---|---|---|---|---|---|---|\n",
+    );
+    for n in env_list("GRID_N", &[10, 100, 1000]) {
+        for loss in env_list("GRID_LOSS", &[0, 5, 10, 20]) {
+            let p = f64::from(loss) / 100.0;
+            let ours = measure::<Phalanx>(n, p, budget);
+            let theirs = measure::<Foca>(n, p, budget);
+            let _ = writeln!(
+                table,
+                "| {n} | {loss} % | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&ours.join, &theirs.join, 1),
+                cell(&ours.crash_first, &theirs.crash_first, 1),
+                cell(&ours.crash_all, &theirs.crash_all, 1),
+                cell(&ours.false_downs, &theirs.false_downs, 1),
+                cell(&ours.datagrams, &theirs.datagrams, 2),
+                cell(&ours.bytes, &theirs.bytes, 0),
+                cell(&ours.heal, &theirs.heal, 1),
+            );
+            println!("{table}");
+        }
+    }
+    println!("heal times in push-pull intervals of {PUSH_PULL_SECS} s: divide by {PUSH_PULL_SECS}");
 }
 
 /// phalanx's gossip in its own harness.
@@ -260,6 +317,9 @@ impl Sim for Phalanx {
     fn datagrams(&self) -> u64 {
         self.0.nodes.iter().map(|node| node.datagrams_sent).sum()
     }
+    fn bytes(&self) -> u64 {
+        self.0.datagram_bytes
+    }
     fn seed(&self) -> u64 {
         self.0.seed()
     }
@@ -305,6 +365,7 @@ struct Foca {
     next_order: u64,
     downs: usize,
     datagrams: u64,
+    bytes: u64,
     /// Whether nodes that know nobody should announce themselves again.
     joining: bool,
 }
@@ -323,6 +384,7 @@ impl Foca {
         let now = self.clock.now();
         while let Some((to, data)) = runtime.to_send() {
             self.datagrams += 1;
+            self.bytes += data.len() as u64;
             self.net.send(i, to.addr, data.to_vec(), now);
         }
         while let Some((after, timer)) = runtime.to_schedule() {
@@ -364,6 +426,7 @@ impl Sim for Foca {
             next_order: 0,
             downs: 0,
             datagrams: 0,
+            bytes: 0,
             joining: false,
         }
     }
@@ -460,6 +523,10 @@ impl Sim for Foca {
 
     fn datagrams(&self) -> u64 {
         self.datagrams
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     fn seed(&self) -> u64 {

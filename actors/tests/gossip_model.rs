@@ -134,7 +134,7 @@ proptest! {
                         },
                         _ => Body::Gossip,
                     };
-                    let message = Message { sender: NodeId(sender), body, updates, events: Vec::new() };
+                    let message = Message { sender: NodeId(sender), body, updates, events: Vec::new(), messages: Vec::new() };
                     m.handle_datagram(sender as u32, message, now);
                 }
                 Op::Timer(timer) => m.handle_timer(timer, now),

@@ -80,7 +80,10 @@ pub use frame::{
 };
 pub use keyring::{Key, KeyId, Keyring, KeyringError};
 pub use net::NetTransport;
-pub use remote::{RemoteError, RemoteMessage, Remoting};
+pub use remote::{
+    Carrier, DatagramCarrier, DatagramStats, RemoteError, RemoteMessage, Remoting,
+    decode_datagram_record, encode_datagram_record,
+};
 pub use shared_keyring::SharedKeyring;
 pub use stream::StreamDecoder;
 pub use transport::{ByteStream, Transport, TransportError, TransportFuture};

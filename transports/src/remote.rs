@@ -29,12 +29,22 @@
 //! The message type names itself with [`RemoteMessage::TAG`]; lookups and spawns check it, so
 //! a reference never sends a type the remote actor does not expect.
 //!
+//! A type may opt out of the stream's guarantees with [`RemoteMessage::CARRIER`] set to
+//! [`Carrier::Datagram`]: its messages that fit ride the membership layer's gossip datagrams
+//! (installed with [`Remoting::set_datagram_carrier`]), best effort and unordered, and the
+//! rest still go on the stream. Only the types that opt in are affected; the default keeps
+//! every message on the ordered, reliable stream. Inbound datagram messages
+//! ([`Remoting::deliver_datagram`]) pass the same checks as stream messages: the export must
+//! exist, its tag must match, the body must decode within the datagram's bounds, and the type
+//! must have opted in; anything else is counted ([`Remoting::datagram_stats`]) and dropped.
+//!
 //! `NodeDown` comes from the connection layer: a connection that closes, fails, or stays
 //! silent past [`EndpointConfig::idle_timeout`] (heartbeats keep live ones busy); and from
 //! membership: a node declared dead by the failure detector is handed to
 //! [`Remoting::declare_down`], which ends every reference to it the same way.
 
 mod control;
+mod datagram;
 mod export;
 mod record;
 mod route;
@@ -53,6 +63,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::control::{Control, WireReason};
+use self::datagram::DatagramRecord;
+pub use self::datagram::{
+    Carrier, DatagramCarrier, DatagramStats, decode_datagram_record, encode_datagram_record,
+};
 use self::export::{Export, Exported, Factory, TypedFactory};
 use self::record::{Record, Records};
 use self::route::{LinkerControl, ProxyControl, PushError, Route};
@@ -88,6 +102,15 @@ use crate::transport::{Transport, TransportError};
 pub trait RemoteMessage: Serialize + DeserializeOwned + Send + 'static {
     /// The stable name of this type on the wire.
     const TAG: &'static str;
+
+    /// How messages of this type travel. [`Carrier::Stream`], the default, keeps them on the
+    /// node-to-node stream: FIFO per sender-receiver pair, reliable while the connection
+    /// lives. [`Carrier::Datagram`] sends each message that fits in a gossip datagram
+    /// instead: best effort (a lost datagram loses it), at most once, unordered; messages
+    /// that do not fit, or carry a `Reply`, still take the stream. Choose it for small,
+    /// frequent, self-contained messages whose loss the receiver tolerates (heartbeats,
+    /// samples, hints), never for anything that must arrive or arrive in order.
+    const CARRIER: Carrier = Carrier::Stream;
 }
 
 /// Why a remote operation failed.
@@ -189,6 +212,12 @@ pub(crate) struct Inner {
     linkers: Mutex<HashMap<(NodeId, u64), Addr>>,
     next_id: AtomicU64,
     malformed: AtomicU64,
+    /// The membership layer's datagram path, if one is installed.
+    carrier: RwLock<Option<Arc<dyn DatagramCarrier>>>,
+    datagram_sent: AtomicU64,
+    datagram_fell_back: AtomicU64,
+    datagram_delivered: AtomicU64,
+    datagram_dropped: AtomicU64,
 }
 
 /// A local proxy of a remote actor.
@@ -260,6 +289,11 @@ impl Remoting {
                 linkers: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(first_id()),
                 malformed: AtomicU64::new(0),
+                carrier: RwLock::new(None),
+                datagram_sent: AtomicU64::new(0),
+                datagram_fell_back: AtomicU64::new(0),
+                datagram_delivered: AtomicU64::new(0),
+                datagram_dropped: AtomicU64::new(0),
             }
         });
         inner.endpoint.start();
@@ -285,6 +319,50 @@ impl Remoting {
     /// version); they were dropped.
     pub fn malformed_records(&self) -> u64 {
         self.inner.malformed.load(Ordering::Relaxed)
+    }
+
+    /// Installs (or removes, with `None`) the datagram path for message types whose
+    /// [`RemoteMessage::CARRIER`] is [`Carrier::Datagram`]. Without one, they use the stream.
+    pub fn set_datagram_carrier(&self, carrier: Option<Arc<dyn DatagramCarrier>>) {
+        *write(&self.inner.carrier) = carrier;
+    }
+
+    /// Hands a remote message that arrived in a datagram from `from` to its actor. The
+    /// caller must have authenticated the datagram (opened it with the cluster's keyring) and
+    /// taken `from` from its sealed header. The record passes the checks of a stream message:
+    /// the export must exist and be alive, the tag must match its type, that type must have
+    /// opted in to datagrams, and the body must decode; the message is then put in the
+    /// mailbox if there is room now (a datagram never waits). Returns whether it was
+    /// delivered; a dropped message is counted in [`datagram_stats`](Self::datagram_stats).
+    pub fn deliver_datagram(&self, from: NodeId, payload: &[u8]) -> bool {
+        let inner = &self.inner;
+        let delivered = DatagramRecord::decode(payload).is_some_and(|record| {
+            let export = read(&inner.exports).by_id.get(&record.target).cloned();
+            export.is_some_and(|export| {
+                export.tag() == record.tag
+                    && export.takes_datagrams()
+                    && export.deliver_datagram(record.body)
+            })
+        });
+        let counter = if delivered {
+            &inner.datagram_delivered
+        } else {
+            tracing::trace!(%from, len = payload.len(), "remote datagram message dropped");
+            &inner.datagram_dropped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        delivered
+    }
+
+    /// Counters of the messages that went, or came, by datagram.
+    pub fn datagram_stats(&self) -> DatagramStats {
+        let inner = &self.inner;
+        DatagramStats {
+            sent: inner.datagram_sent.load(Ordering::Relaxed),
+            fell_back: inner.datagram_fell_back.load(Ordering::Relaxed),
+            delivered: inner.datagram_delivered.load(Ordering::Relaxed),
+            dropped: inner.datagram_dropped.load(Ordering::Relaxed),
+        }
     }
 
     /// Makes `actor` reachable from other nodes as `name`.
@@ -456,6 +534,46 @@ impl Inner {
 
     pub(crate) fn count_malformed(&self) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends `msg` for export `target` on `node` by datagram if it can: the type opted in, a
+    /// carrier is installed and reaches `node`, the message carries no reply and fits.
+    /// Returns false, having sent nothing, if the stream must take it.
+    pub(crate) fn try_datagram<M: RemoteMessage>(
+        &self,
+        node: NodeId,
+        target: u64,
+        msg: &M,
+    ) -> bool {
+        if M::CARRIER != Carrier::Datagram {
+            return false;
+        }
+        let carrier = read(&self.carrier).clone();
+        // Serialized outside `exporting_replies`: a message carrying a `Reply` fails here and
+        // goes on the stream, whose serialization exports the reply.
+        let sent = carrier.is_some_and(|carrier| {
+            let max = carrier.max_payload(node);
+            max > 0
+                && postcard::to_allocvec(msg)
+                    .ok()
+                    .and_then(|body| {
+                        DatagramRecord {
+                            target,
+                            tag: M::TAG,
+                            body: &body,
+                        }
+                        .encode()
+                    })
+                    .filter(|record| record.len() <= max)
+                    .is_some_and(|record| carrier.carry(node, record))
+        });
+        let counter = if sent {
+            &self.datagram_sent
+        } else {
+            &self.datagram_fell_back
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        sent
     }
 
     /// Exports an actor under a fresh id; the export is forgotten when the actor ends.

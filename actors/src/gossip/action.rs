@@ -120,6 +120,14 @@ pub enum Notification<A> {
     },
     /// A user event, delivered once.
     Event(UserEvent),
+    /// An actor message another member sent to this one in a datagram (see
+    /// [`Membership::send_message`](super::Membership::send_message)), delivered at most once.
+    Message {
+        /// The sender, as this node knows it (its current incarnation).
+        from: MemberId,
+        /// The opaque payload.
+        payload: Vec<u8>,
+    },
 }
 
 /// Why a member went down.

@@ -3,6 +3,14 @@
 //! Each entry is sent a bounded number of times (`lambda * ceil(log10(n + 1))`), the least
 //! sent first and, among equals, the newest first. A newer update about a member replaces
 //! the queued one, which is then never sent again.
+//!
+//! An entry is *urgent* when this node is its source or it changes who is in the cluster: this
+//! node's own news (its refutations, its own suspicions and confirmations, events it raised) and
+//! joins, deaths and leaves. Only urgent entries start the dedicated gossip rounds; everything
+//! else rides the probes, acks and indirect probes that are sent anyway (pure SWIM
+//! dissemination). That keeps the datagram count per member independent of the cluster size:
+//! the rate of news a member originates does not grow with n, while the rate of news it relays
+//! (other members' suspicions and refutations under loss) does.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +34,8 @@ enum Item<A> {
 struct Entry<A> {
     item: Item<A>,
     transmits: u32,
+    /// Whether this entry justifies a dedicated gossip round (see the module docs).
+    urgent: bool,
     /// Encoded size, computed once when queued.
     len: usize,
     /// Queue order, to prefer newer entries among those sent equally often.
@@ -48,22 +58,27 @@ impl<A: Clone + serde::Serialize> Broadcasts<A> {
     }
 
     /// Queues `update`, replacing any queued update about the same member.
-    pub(crate) fn push_update(&mut self, update: Update<A>) {
+    pub(crate) fn push_update(&mut self, update: Update<A>, urgency: Urgency) {
         let key = Key::Member(update.node);
         let len = encoded_len(&update);
-        self.insert(key, Item::Update(update), len);
+        self.insert(key, Item::Update(update), len, urgency);
     }
 
     /// Queues `event`.
-    pub(crate) fn push_event(&mut self, event: UserEvent) {
+    pub(crate) fn push_event(&mut self, event: UserEvent, urgency: Urgency) {
         let key = Key::Event(event.origin, event.seq);
         let len = encoded_len(&event);
-        self.insert(key, Item::Event(event), len);
+        self.insert(key, Item::Event(event), len, urgency);
     }
 
     /// How many entries are queued.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether an urgent entry waits: only then is a dedicated gossip round worth sending.
+    pub(crate) fn has_urgent(&self) -> bool {
+        self.entries.values().any(|entry| entry.urgent)
     }
 
     /// Takes what fits in `budget` bytes, counting one transmission for each, and drops the
@@ -111,7 +126,7 @@ impl<A: Clone + serde::Serialize> Broadcasts<A> {
         (updates, events)
     }
 
-    fn insert(&mut self, key: Key, item: Item<A>, len: usize) {
+    fn insert(&mut self, key: Key, item: Item<A>, len: usize, urgency: Urgency) {
         let order = self.next_order;
         self.next_order += 1;
         self.entries.insert(
@@ -119,11 +134,21 @@ impl<A: Clone + serde::Serialize> Broadcasts<A> {
             Entry {
                 item,
                 transmits: 0,
+                urgent: urgency == Urgency::Urgent,
                 len,
                 order,
             },
         );
     }
+}
+
+/// Whether a queued entry starts dedicated gossip rounds (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Urgency {
+    /// This node's own news, or a join, death or leave: sent in gossip rounds too.
+    Urgent,
+    /// Relayed news: piggybacked only on datagrams sent anyway.
+    Relayed,
 }
 
 /// How many times each update is piggybacked in a cluster of `members` nodes.
@@ -156,7 +181,7 @@ mod tests {
     #[test]
     fn each_entry_is_sent_limit_times_then_dropped() {
         let mut queue = Broadcasts::new();
-        queue.push_update(update(1, 0));
+        queue.push_update(update(1, 0), Urgency::Relayed);
         for _ in 0..3 {
             assert_eq!(queue.select(1000, 3, None).0.len(), 1);
         }
@@ -166,10 +191,10 @@ mod tests {
     #[test]
     fn newer_update_replaces_older_and_least_sent_goes_first() {
         let mut queue = Broadcasts::new();
-        queue.push_update(update(1, 0));
+        queue.push_update(update(1, 0), Urgency::Relayed);
         queue.select(1000, 10, None);
-        queue.push_update(update(2, 0));
-        queue.push_update(update(1, 5));
+        queue.push_update(update(2, 0), Urgency::Relayed);
+        queue.push_update(update(1, 5), Urgency::Relayed);
         let one = encoded_len(&update(1, 5));
         let (sent, _) = queue.select(one, 10, None);
         assert_eq!(sent.len(), 1);

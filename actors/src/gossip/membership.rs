@@ -1,5 +1,6 @@
 //! The SWIM + Lifeguard membership state machine.
 
+mod direct;
 mod periodic;
 mod update;
 
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use self::direct::{MessageError, MessageStats};
 use super::action::{Action, Notification, Timer};
-use super::broadcast::{Broadcasts, retransmit_limit};
+use super::broadcast::{Broadcasts, Urgency, retransmit_limit};
 use super::config::Config;
 use super::member::Member;
 use super::message::{
@@ -89,6 +91,10 @@ pub struct Membership<A> {
     health: Health,
     rng: fastrand::Rng,
     actions: VecDeque<Action<A>>,
+    /// Actor messages waiting for a datagram, by destination.
+    outbox: direct::Outbox,
+    /// Per-sender windows of received actor message numbers, to drop duplicates.
+    inbox: direct::Inbox,
 }
 
 /// The probe of the current protocol period.
@@ -164,6 +170,8 @@ impl<A: Address> Membership<A> {
             health,
             rng: fastrand::Rng::with_seed(seed),
             actions: VecDeque::new(),
+            outbox: direct::Outbox::new(incarnation.wrapping_shl(EVENT_SEQ_SHIFT)),
+            inbox: direct::Inbox::default(),
         }
     }
 
@@ -260,6 +268,7 @@ impl<A: Address> Membership<A> {
                 body: Body::Gossip,
                 updates: vec![update.clone()],
                 events: Vec::new(),
+                messages: Vec::new(),
             };
             self.actions.push_back(Action::Send { to, message });
         }
@@ -294,12 +303,19 @@ impl<A: Address> Membership<A> {
         };
         self.next_event_seq = self.next_event_seq.wrapping_add(1);
         self.remember_event(&event);
-        self.broadcasts.push_event(event);
+        self.broadcasts.push_event(event, Urgency::Urgent);
         Ok(())
     }
 
     /// The next thing for the driver to do, if any.
+    ///
+    /// Actor messages queued with [`send_message`](Self::send_message) are placed when the
+    /// queue is drained: first on datagrams already waiting for their member, then in
+    /// datagrams of their own.
     pub fn poll_action(&mut self) -> Option<Action<A>> {
+        if !self.outbox.is_empty() {
+            self.place_messages();
+        }
         self.actions.pop_front()
     }
 
@@ -335,6 +351,9 @@ impl<A: Address> Membership<A> {
         }
         for event in message.events {
             self.apply_event(event);
+        }
+        if !message.messages.is_empty() {
+            self.receive_messages(sender, message.messages);
         }
         match message.body {
             Body::Ping { seq, target } => {
@@ -438,6 +457,7 @@ impl<A: Address> Membership<A> {
             body,
             updates,
             events,
+            messages: Vec::new(),
         };
         self.actions.push_back(Action::Send { to, message });
     }
@@ -450,6 +470,7 @@ impl<A: Address> Membership<A> {
             body: Body::PushPull { kind, members },
             updates: Vec::new(),
             events: self.recent_events.iter().cloned().collect(),
+            messages: Vec::new(),
         };
         self.actions.push_back(Action::SendStream { to, message });
     }
@@ -471,7 +492,7 @@ impl<A: Address> Membership<A> {
             return;
         }
         self.remember_event(&event);
-        self.broadcasts.push_event(event.clone());
+        self.broadcasts.push_event(event.clone(), Urgency::Relayed);
         self.notify(Notification::Event(event));
     }
 

@@ -1,7 +1,8 @@
 //! The gossip wire messages and their codec (serde + postcard).
 //!
-//! Every datagram is one [`Message`]: the sender's node id, a [`Body`], and piggybacked
-//! membership [`Update`]s and [`UserEvent`]s. Push-pull state syncs are messages too; the
+//! Every datagram is one [`Message`]: the sender's node id, a [`Body`], piggybacked
+//! membership [`Update`]s and [`UserEvent`]s, and small actor messages ([`DirectMessage`])
+//! addressed to the receiver. Push-pull state syncs are messages too; the
 //! driver carries them over a stream because they can exceed one datagram.
 //!
 //! [`Message::decode`] is the only way bytes from a peer become a message. It never panics
@@ -24,6 +25,11 @@ pub const MAX_PUSH_PULL_MEMBERS: usize = 65_536;
 pub const MAX_EVENT_NAME: usize = 64;
 /// The largest user event payload, in bytes.
 pub const MAX_EVENT_PAYLOAD: usize = 512;
+/// The most actor messages carried by one datagram.
+pub const MAX_DIRECT_MESSAGES: usize = 32;
+/// The largest payload of one actor message carried by a datagram, in bytes (the datagram
+/// budget usually allows less: see [`Membership::max_message_payload`](super::Membership)).
+pub const MAX_DIRECT_PAYLOAD: usize = 1400;
 /// The largest encoded message [`Message::decode`] accepts (push-pull included), in bytes.
 pub const MAX_MESSAGE_LEN: usize = 8 * 1024 * 1024;
 
@@ -41,6 +47,9 @@ pub struct Message<A> {
     /// User events piggybacked for dissemination.
     #[serde(deserialize_with = "bounded::vec::<_, _, MAX_EVENTS>")]
     pub events: Vec<UserEvent>,
+    /// Small actor messages for the receiver, riding this datagram.
+    #[serde(deserialize_with = "bounded::vec::<_, _, MAX_DIRECT_MESSAGES>")]
+    pub messages: Vec<DirectMessage>,
 }
 
 /// What a [`Message`] asks or answers.
@@ -140,6 +149,22 @@ pub struct UserEvent {
     pub name: String,
     /// Opaque data, at most [`MAX_EVENT_PAYLOAD`] bytes.
     #[serde(deserialize_with = "bounded::bytes::<_, MAX_EVENT_PAYLOAD>")]
+    pub payload: Vec<u8>,
+}
+
+/// A small actor message carried by a gossip datagram to one member: best effort (lost with
+/// the datagram, never retransmitted, possibly reordered against other messages), delivered
+/// at most once (the receiver drops duplicates and replays by `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectMessage {
+    /// The member it is for; a receiver with another id drops it.
+    pub to: NodeId,
+    /// The sender's sequence number for messages to anyone, rising: the receiver keeps a
+    /// window of recent numbers per sender to drop duplicates.
+    pub seq: u64,
+    /// Opaque bytes (the remoting layer's encoded actor message), at most
+    /// [`MAX_DIRECT_PAYLOAD`] bytes.
+    #[serde(deserialize_with = "bounded::bytes::<_, MAX_DIRECT_PAYLOAD>")]
     pub payload: Vec<u8>,
 }
 

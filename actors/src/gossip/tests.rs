@@ -28,6 +28,7 @@ fn message(sender: u64, body: Body<u32>, updates: Vec<Update<u32>>) -> Message<u
         body,
         updates,
         events: Vec::new(),
+        messages: Vec::new(),
     }
 }
 
@@ -565,4 +566,164 @@ fn an_unknown_sender_is_asked_for_a_push_pull_once() {
         .filter(|a| matches!(a, Action::SendStream { to: 7, .. }))
         .count();
     assert_eq!(asked, 1);
+}
+
+#[test]
+fn relayed_news_rides_probes_but_starts_no_gossip_round() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3, 4, 5, 6], now);
+    // Exhaust the join's (urgent) announcements.
+    for _ in 0..20 {
+        m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    }
+    drain(&mut m);
+    // A suspicion raised by node 2 about node 3 is relayed news here.
+    let mut suspect = alive(3, 0);
+    suspect.state = MemberState::Suspect;
+    suspect.origin = NodeId(2);
+    m.handle_datagram(2, message(2, Body::Gossip, vec![suspect]), now);
+    drain(&mut m);
+    assert!(m.pending_broadcasts() > 0);
+    m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    assert!(
+        sends(&drain(&mut m)).is_empty(),
+        "no round for relayed news"
+    );
+    let (_, _, actions) = probe(&mut m, now);
+    let carried = sends(&actions)
+        .iter()
+        .any(|(_, msg)| msg.updates.iter().any(|u| u.node == NodeId(3)));
+    assert!(carried, "the probe carries it");
+    // A suspicion of our own is urgent: the next round goes out.
+    let mut m = with_members(&[2, 3, 4, 5, 6], now);
+    for _ in 0..20 {
+        m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    }
+    drain(&mut m);
+    let (_, seq, _) = probe(&mut m, now);
+    m.handle_timer(Timer::ProbeTimeout { seq }, now);
+    m.handle_timer(Timer::Probe { epoch: 0 }, now + Duration::from_secs(1));
+    drain(&mut m);
+    m.handle_timer(Timer::Gossip { epoch: 0 }, now);
+    assert!(
+        !sends(&drain(&mut m)).is_empty(),
+        "a round for our own suspicion"
+    );
+}
+
+#[test]
+fn a_message_rides_a_datagram_already_going_to_its_member() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3], now);
+    // A probe is queued to one of the two members; messages for both queued in the same step:
+    // the probed member's rides the ping, the other's takes a datagram of its own.
+    m.handle_timer(Timer::Probe { epoch: 0 }, now);
+    m.send_message(NodeId(2), b"two".to_vec()).unwrap();
+    m.send_message(NodeId(3), b"three".to_vec()).unwrap();
+    let actions = drain(&mut m);
+    let sent = sends(&actions);
+    assert_eq!(sent.len(), 2, "the ping and one datagram of its own");
+    let ping = sent
+        .iter()
+        .find(|(_, msg)| matches!(msg.body, Body::Ping { .. }))
+        .expect("a ping");
+    let own = sent
+        .iter()
+        .find(|(_, msg)| msg.body == Body::Gossip)
+        .expect("a datagram of its own");
+    for (to, msg) in [ping, own] {
+        assert_eq!(msg.messages.len(), 1);
+        let expected: &[u8] = if *to == 2 { b"two" } else { b"three" };
+        assert_eq!(msg.messages[0].payload, expected);
+        assert_eq!(msg.messages[0].to, NodeId(u64::from(*to)));
+    }
+    assert_eq!(m.message_stats().piggybacked, 1);
+    assert_eq!(m.message_stats().own_datagram, 1);
+}
+
+#[test]
+fn messages_without_a_datagram_get_their_own_and_never_exceed_the_budget() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3, 4, 5, 6, 7, 8, 9], now);
+    let max = m.max_message_payload();
+    assert!(max > 1000 && max < 1400, "{max}");
+    assert!(matches!(
+        m.send_message(NodeId(2), vec![0; max + 1]),
+        Err(MessageError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        m.send_message(NodeId(42), vec![0; 8]),
+        Err(MessageError::NotLive(NodeId(42)))
+    ));
+    // Messages of every size for one member, with membership news pending (the join).
+    let sizes = [max, 1, 700, 700, 13, max / 3, 0, 400, 900, 2];
+    for len in sizes {
+        m.send_message(NodeId(2), vec![7; len]).unwrap();
+    }
+    let actions = drain(&mut m);
+    let mut carried = 0;
+    for (to, message) in sends(&actions) {
+        assert_eq!(to, 2);
+        let len = message.encode().unwrap().len();
+        assert!(len <= Config::default().max_datagram, "{len} bytes");
+        carried += message.messages.len();
+    }
+    assert_eq!(carried, sizes.len());
+    assert_eq!(m.message_stats().own_datagram, sizes.len() as u64);
+    // The room messages leave is filled with membership news.
+    assert!(
+        sends(&actions)
+            .iter()
+            .any(|(_, message)| !message.updates.is_empty())
+    );
+}
+
+#[test]
+fn received_messages_are_checked_and_delivered_once() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3], now);
+    drain(&mut m);
+    let direct = |to: u64, seq: u64| DirectMessage {
+        to: NodeId(to),
+        seq,
+        payload: vec![seq as u8],
+    };
+    let mut datagram = message(2, Body::Gossip, Vec::new());
+    datagram.messages = vec![direct(1, 5), direct(1, 5), direct(9, 6), direct(1, 4)];
+    m.handle_datagram(2, datagram.clone(), now);
+    // A duplicated datagram delivers nothing again.
+    m.handle_datagram(2, datagram, now);
+    // A sender that is not a member is not heard.
+    let mut stranger = message(77, Body::Gossip, Vec::new());
+    stranger.messages = vec![direct(1, 1)];
+    m.handle_datagram(77, stranger, now);
+    let actions = drain(&mut m);
+    let payloads: Vec<(NodeId, Vec<u8>)> = notifications(&actions)
+        .into_iter()
+        .filter_map(|n| match n {
+            Notification::Message { from, payload } => Some((from.node, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, vec![(NodeId(2), vec![5]), (NodeId(2), vec![4])]);
+    let stats = m.message_stats();
+    assert_eq!(stats.received, 2);
+    assert_eq!(stats.dropped, 7);
+}
+
+#[test]
+fn messages_for_a_member_that_went_down_are_dropped() {
+    let now = Instant::now();
+    let mut m = with_members(&[2, 3], now);
+    m.send_message(NodeId(2), b"x".to_vec()).unwrap();
+    let mut dead = alive(2, 0);
+    dead.state = MemberState::Dead;
+    m.handle_datagram(3, message(3, Body::Gossip, vec![dead]), now);
+    let actions = drain(&mut m);
+    assert!(
+        sends(&actions)
+            .iter()
+            .all(|(_, msg)| msg.messages.is_empty())
+    );
+    assert_eq!(m.message_stats().dropped, 1);
 }

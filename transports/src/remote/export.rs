@@ -10,7 +10,7 @@ use phalanx_runtime::{ActorRef, Addr, SpawnError, TrySendError};
 use serde::de::DeserializeOwned;
 
 use super::route::AnswerSink;
-use super::{Inner, RemoteMessage};
+use super::{Carrier, Inner, RemoteMessage};
 use crate::frame::NodeId;
 
 /// A local actor that other nodes may send to.
@@ -18,6 +18,13 @@ pub(crate) trait Export: Send + Sync + 'static {
     fn tag(&self) -> &'static str;
 
     fn addr(&self) -> &Addr;
+
+    /// Whether the type opted in to datagrams: only then are datagram messages accepted.
+    fn takes_datagrams(&self) -> bool;
+
+    /// Decodes a message that came by datagram and puts it in the mailbox if there is room
+    /// now; returns whether it was delivered. Undecodable bodies are dropped (never a panic).
+    fn deliver_datagram(&self, body: &[u8]) -> bool;
 
     /// Decodes `body` and puts it in the mailbox. Returns a future to await when the mailbox
     /// is full (backpressure), `None` when done (delivered, or dropped as undecodable or for
@@ -42,6 +49,16 @@ impl<M: RemoteMessage> Export for Exported<M> {
 
     fn addr(&self) -> &Addr {
         self.actor.addr()
+    }
+
+    fn takes_datagrams(&self) -> bool {
+        M::CARRIER == Carrier::Datagram
+    }
+
+    fn deliver_datagram(&self, body: &[u8]) -> bool {
+        // No `importing_replies`: a datagram never carries a reply, and one that claims to
+        // fails to decode here.
+        postcard::from_bytes::<M>(body).is_ok_and(|msg| self.actor.try_tell(msg).is_ok())
     }
 
     fn deliver<'a>(

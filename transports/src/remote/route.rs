@@ -54,9 +54,13 @@ impl From<SendBytesError> for PushError {
 impl<M: RemoteMessage> Route<M> {
     /// Serializes `msg` straight into the open batch; hands it back if it was not queued,
     /// and says whether that was for want of room (only when `only_if_room`).
-    fn push(&self, msg: M, only_if_room: bool) -> Result<(), (M, bool)> {
+    fn push(&self, msg: M, only_if_room: bool, datagram: bool) -> Result<(), (M, bool)> {
         if self.ended.load(Ordering::Relaxed) {
             return Err((msg, false));
+        }
+        // A type that opted in to datagrams tries them first (see `datagram`).
+        if datagram && self.inner.try_datagram(self.node, self.target, &msg) {
+            return Ok(());
         }
         // A message carrying a reply is an ask: its round trip is what the caller waits for.
         let mut ask = false;
@@ -101,7 +105,7 @@ impl<M: RemoteMessage> Route<M> {
 
 impl<M: RemoteMessage> RemoteRoute<M> for Route<M> {
     fn try_send(&self, msg: M) -> Result<(), TrySendError<M>> {
-        self.push(msg, true).map_err(|(msg, full)| {
+        self.push(msg, true, true).map_err(|(msg, full)| {
             if full {
                 TrySendError::Full(msg)
             } else {
@@ -112,8 +116,14 @@ impl<M: RemoteMessage> RemoteRoute<M> for Route<M> {
 
     fn send(&self, msg: M) -> Pin<Box<dyn Future<Output = Result<(), SendError<M>>> + Send + '_>> {
         Box::pin(async move {
+            // A datagram never waits for room on the stream.
+            if !self.ended.load(Ordering::Relaxed)
+                && self.inner.try_datagram(self.node, self.target, &msg)
+            {
+                return Ok(());
+            }
             self.sender.ready().await;
-            self.push(msg, false)
+            self.push(msg, false, false)
                 .map_err(|(msg, _)| SendError::Closed(msg))
         })
     }

@@ -109,7 +109,9 @@ impl<A: Address> Membership<A> {
             return;
         };
         self.schedule(Timer::Gossip { epoch: self.epoch }, interval);
-        if self.broadcasts.len() == 0 {
+        if !self.broadcasts.has_urgent() {
+            // Relayed news rides the probes; a round of its own for it would make the load
+            // per member grow with the cluster (see `broadcast`).
             return;
         }
         let recently_dead = self.config.gossip_to_the_dead;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::{Address, Membership};
 use crate::gossip::NodeId;
 use crate::gossip::action::{DownReason, Notification, Timer};
+use crate::gossip::broadcast::Urgency;
 use crate::gossip::member::Member;
 use crate::gossip::message::{MemberState, Update};
 use crate::gossip::suspicion::Suspicion;
@@ -52,7 +53,7 @@ impl<A: Address> Membership<A> {
                 self.health.apply(1);
             }
             self.broadcasts
-                .push_update(self.self_update(MemberState::Alive));
+                .push_update(self.self_update(MemberState::Alive), Urgency::Urgent);
             self.notify(Notification::Refuted {
                 incarnation: self.incarnation,
                 was_dead,
@@ -62,6 +63,9 @@ impl<A: Address> Membership<A> {
 
     fn alive(&mut self, update: Update<A>, now: Instant) {
         let node = update.node;
+        // A join or a new life changes who is in the cluster; a refutation heard from others
+        // or a higher incarnation of a live member only rides the datagrams sent anyway.
+        let mut urgency = Urgency::Relayed;
         match self.members.get_mut(&node) {
             None => {
                 let member = Member {
@@ -80,6 +84,7 @@ impl<A: Address> Membership<A> {
                 // Insert at a random place so that a new member is probed within one round.
                 let at = self.rng.usize(..=self.probe_order.len());
                 self.probe_order.insert(at, node);
+                urgency = Urgency::Urgent;
                 self.notify(notification);
             }
             Some(member) => {
@@ -94,6 +99,7 @@ impl<A: Address> Membership<A> {
                     MemberState::Dead | MemberState::Left => {
                         member.up_incarnation = update.incarnation;
                         member.since = now;
+                        urgency = Urgency::Urgent;
                         Some(Notification::Up {
                             member: member.id(),
                             addr: member.addr.clone(),
@@ -115,7 +121,7 @@ impl<A: Address> Membership<A> {
         }
         if let Some(member) = self.members.get(&node) {
             let update = member.to_update(self.me);
-            self.broadcasts.push_update(update);
+            self.broadcasts.push_update(update, urgency);
         }
     }
 
@@ -142,7 +148,8 @@ impl<A: Address> Membership<A> {
             update.origin = origin;
             self.schedule(Timer::Suspicion { node, incarnation }, remaining);
             // Spread the confirmation so that others shrink their timeouts too.
-            self.broadcasts.push_update(update);
+            self.broadcasts
+                .push_update(update, Self::urgency_of(origin, me));
             return;
         }
         member.incarnation = incarnation;
@@ -155,7 +162,8 @@ impl<A: Address> Membership<A> {
         let timeout = suspicion.timeout();
         self.suspicions.insert(node, suspicion);
         self.schedule(Timer::Suspicion { node, incarnation }, timeout);
-        self.broadcasts.push_update(update);
+        self.broadcasts
+            .push_update(update, Self::urgency_of(origin, me));
         self.notify(Notification::Suspect { member: id });
     }
 
@@ -193,8 +201,17 @@ impl<A: Address> Membership<A> {
         {
             self.probe = None;
         }
-        self.broadcasts.push_update(update);
+        self.broadcasts.push_update(update, Urgency::Urgent);
         self.notify(Notification::Down { member: id, reason });
+    }
+
+    /// A suspicion or confirmation is urgent where it was raised, relayed elsewhere.
+    fn urgency_of(origin: NodeId, me: NodeId) -> Urgency {
+        if origin == me {
+            Urgency::Urgent
+        } else {
+            Urgency::Relayed
+        }
     }
 
     pub(super) fn suspicion_expired(&mut self, node: NodeId, incarnation: u64, now: Instant) {
