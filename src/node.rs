@@ -95,9 +95,11 @@ pub struct NodeConfig {
     /// client-only node: [`Node::kv`] works, but the node never joins the chain.
     pub chain_replica: bool,
     /// The node's data directory: it keeps the node's identity, so a node restarted on the
-    /// same directory is the same node (same id, a new incarnation), and a lock, so two
-    /// processes never share one. The chain's state does not live there yet (see the
-    /// durability chapter of the book).
+    /// same directory is the same node (same id, a new incarnation), a lock, so two
+    /// processes never share one, and the chain's durable state: the replica's log,
+    /// snapshots and incarnation, and a configuration-group node's raft log, all synced
+    /// before anything depending on them is sent (see the durability chapter of the book).
+    /// Without one, chain state lives in memory and a restarted replica catches up anew.
     pub data_dir: Option<PathBuf>,
 }
 
@@ -245,11 +247,9 @@ impl Node {
             Arc::new(chain::ChainServices::new(
                 remoting.clone(),
                 table.clone(),
-                node,
-                incarnation,
-                &config.chain_group,
-                config.key.is_some(),
-                config.chain_replica,
+                (node, incarnation),
+                &config,
+                data_dir.as_ref(),
             ))
         });
         let admin_spec = {

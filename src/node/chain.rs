@@ -11,10 +11,15 @@
 //! - A node whose listen address is in the list runs a configuration-group node.
 //! - Every node with chains enabled runs one replica, whose id is the node's 64-bit
 //!   membership id and whose incarnation is the node's incarnation shifted left 16 bits plus
-//!   the number of restarts of the replica actor (a restart loses the replica's state, so it
-//!   must come back as a new member). The replica asks the group for leases, and the group
-//!   appends it at the tail of the chain until the chain has [`CHAIN_LENGTH`] members; the
-//!   first configuration is empty.
+//!   the number of restarts of the replica actor (without a data directory a restart loses
+//!   the replica's state, so it must come back as a new member). With a data directory
+//!   ([`NodeConfig::data_dir`](super::NodeConfig::data_dir)) the replica keeps its log,
+//!   snapshots and incarnation in `chain/0/` there, synced before anything depending on them
+//!   is sent: a restarted replica (actor or process) is the same member with the same state,
+//!   and a whole cluster stopped and started again keeps every acknowledged write. A group
+//!   node keeps its raft log in `group/` the same way.
+//! - The replica asks the group for leases, and the group appends it at the tail of the
+//!   chain until the chain has [`CHAIN_LENGTH`] members; the first configuration is empty.
 //! - One chain (shard 0) for now. With several shards, the placement rule is rendezvous
 //!   hashing ([`place_chain`](phalanx_actors::chain::place_chain)): shard `s`'s chain is
 //!   `place_chain(s, live replicas, 3)`, each shard with its own configuration group state,
@@ -32,24 +37,27 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use phalanx_actors::chain::driver::{
-    ChainTransport, ClientActor, ClientInput, ClientSettings, DriverSettings, GroupActor,
-    GroupInput, GroupStatus, Inbound, Packet, ReplicaActor, ReplicaInput, ReplicaStatus,
+    ChainTransport, ClientActor, ClientInput, ClientSettings, DriverSettings, DurableReplica,
+    GroupActor, GroupInput, GroupStatus, Inbound, Packet, ReplicaActor, ReplicaInput,
+    ReplicaStatus,
 };
 use phalanx_actors::chain::{
     ChainConfig, ClientId, GroupSettings, KvMap, Peer, Replica, ReplicaId, ReplicaSettings,
 };
+use phalanx_actors::checkpoint::{DataDir, Storage};
 use phalanx_actors::clock::Clock;
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError};
 use phalanx_supervisors::ChildSpec;
 use phalanx_transports::{NodeId, RemoteMessage, Remoting};
 use serde::{Deserialize, Serialize};
 
-use super::MemberRow;
+use super::{MemberRow, NodeConfig};
 
 /// The remoting name of every node's chain router.
 pub const CHAIN_NAME: &str = "phalanx.chain";
@@ -105,9 +113,21 @@ pub(crate) struct ChainServices {
     restarts: AtomicU64,
     /// Whether this node runs a replica (else it is client-only).
     replica: bool,
+    /// Where the chain's durable state lives, if the node has a data directory.
+    durable: Option<DurablePaths>,
     /// The clock every chain actor of this node reads (skewed by the admin request
     /// `AdminRequest::Clock`, for fault injection).
     pub(crate) clock: Clock,
+}
+
+/// The chain's places in the node's data directory.
+#[derive(Debug, Clone)]
+struct DurablePaths {
+    storage: Arc<dyn Storage>,
+    /// The replica's store (shard 0).
+    replica: PathBuf,
+    /// The configuration-group node's raft log.
+    group: PathBuf,
 }
 
 /// The local registry names of a node's chain actors.
@@ -127,12 +147,15 @@ impl ChainServices {
     pub(crate) fn new(
         remoting: Arc<Remoting>,
         table: Arc<Mutex<Vec<MemberRow>>>,
-        node: NodeId,
-        incarnation: u64,
-        group: &[SocketAddr],
-        authenticated: bool,
-        replica: bool,
+        (node, incarnation): (NodeId, u64),
+        config: &NodeConfig,
+        data_dir: Option<&DataDir>,
     ) -> ChainServices {
+        let (group, authenticated, replica) = (
+            &config.chain_group,
+            config.key.is_some(),
+            config.chain_replica,
+        );
         let mut group = group.to_vec();
         group.sort();
         group.dedup();
@@ -158,6 +181,11 @@ impl ChainServices {
             restarts: AtomicU64::new(0),
             replica,
             clock: Clock::system(),
+            durable: data_dir.map(|dir| DurablePaths {
+                storage: dir.storage(),
+                replica: dir.shard_dir(0),
+                group: dir.group_dir(),
+            }),
         }
     }
 
@@ -186,12 +214,18 @@ impl ChainServices {
                     let mut driver = DriverSettings::default();
                     driver.tick = Duration::from_millis(20);
                     driver.clock = services.clock.clone();
-                    GroupActor::with_settings(
-                        id,
-                        settings,
-                        Arc::new(Transport(services.clone())),
-                        driver,
-                    )
+                    let transport = Arc::new(Transport(services.clone()));
+                    match &services.durable {
+                        Some(paths) => GroupActor::durable(
+                            id,
+                            settings,
+                            paths.storage.clone(),
+                            paths.group.clone(),
+                            transport,
+                            driver,
+                        ),
+                        None => GroupActor::with_settings(id, settings, transport, driver),
+                    }
                 })
                 .registered(self.names.group.clone())
                 .capacity(MAILBOX),
@@ -207,11 +241,29 @@ impl ChainServices {
                     settings.lease = LEASE;
                     settings.fence_wait = LEASE * 3 / 2;
                     settings.suspect_after = SUSPECT_AFTER;
-                    let replica =
-                        Replica::<KvMap>::new(ReplicaId(services.me), incarnation, settings);
                     let mut driver = DriverSettings::default();
                     driver.clock = services.clock.clone();
-                    ReplicaActor::new(replica, Arc::new(Transport(services.clone())), driver)
+                    let transport = Arc::new(Transport(services.clone()));
+                    match &services.durable {
+                        Some(paths) => {
+                            let durable = DurableReplica::new(
+                                ReplicaId(services.me),
+                                settings,
+                                incarnation,
+                                paths.storage.clone(),
+                                paths.replica.clone(),
+                            );
+                            ReplicaActor::<KvMap, _>::durable(&durable, transport, driver)
+                        }
+                        None => {
+                            let replica = Replica::<KvMap>::new(
+                                ReplicaId(services.me),
+                                incarnation,
+                                settings,
+                            );
+                            ReplicaActor::new(replica, transport, driver)
+                        }
+                    }
                 })
                 .registered(self.names.replica.clone())
                 .capacity(MAILBOX),

@@ -78,6 +78,27 @@ pub struct DurableReplica {
 }
 
 impl DurableReplica {
+    /// A durable replica in `dir` with the defaults: the log synced at every group commit
+    /// ([`FsyncPolicy::Always`](crate::checkpoint::FsyncPolicy::Always): what a restart with
+    /// the same incarnation needs) and the default [`CheckpointPolicy`].
+    pub fn new(
+        id: ReplicaId,
+        settings: ReplicaSettings,
+        fresh_incarnation: u64,
+        storage: Arc<dyn Storage>,
+        dir: PathBuf,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            fresh_incarnation,
+            storage,
+            dir,
+            log: LogConfig::new(crate::checkpoint::FsyncPolicy::Always),
+            checkpoints: CheckpointPolicy::default(),
+        }
+    }
+
     /// Opens the store and builds the replica from what it holds: with its stored
     /// incarnation if the store keeps every acknowledged write, else as a new replica (new
     /// incarnation) that still starts from the stored state.
