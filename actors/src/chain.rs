@@ -135,6 +135,7 @@ pub use group::{ConfigNode, GroupAction, GroupError, GroupJournal, GroupRecovere
 pub use machine::{KvCommand, KvMap, KvOutput, KvQuery, RestoreError, StateMachine};
 pub use message::{
     ControlMessage, Entry, MAX_MESSAGE_BYTES, Message, MessageDecodeError, Peer, Session, Snapshot,
+    SnapshotCursor,
     decode, encode,
 };
 pub use replica::{Action, JournalOp, Recovered, Replica, ReplicaSettings};

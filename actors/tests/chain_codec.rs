@@ -3,7 +3,7 @@
 
 use phalanx_actors::chain::{
     ChainConfig, ClientId, ControlMessage, Entry, KvCommand, KvMap, KvQuery, Message, ReplicaId,
-    Snapshot, decode, encode,
+    SnapshotCursor, decode, encode,
 };
 use proptest::prelude::*;
 
@@ -68,17 +68,32 @@ fn message() -> impl Strategy<Value = Message<KvMap>> {
         }),
         (
             any::<u64>(),
-            proptest::collection::vec(any::<u8>(), 0..32),
-            proptest::collection::vec(entry(), 0..3)
+            proptest::collection::vec(entry(), 0..3),
+            any::<bool>()
         )
-            .prop_map(|(epoch, state, entries)| Message::SyncReply {
+            .prop_map(|(epoch, entries, complete)| Message::SyncReply {
                 epoch,
-                snapshot: Some(Snapshot {
-                    committed: epoch,
-                    state,
-                    sessions: Default::default(),
-                }),
                 entries,
+                complete,
+            }),
+        (any::<u64>(), any::<u64>(), any::<Option<(u64, u64)>>()).prop_map(
+            |(epoch, have, cursor)| Message::SyncRequest {
+                epoch,
+                have,
+                snapshot: cursor.map(|(index, offset)| SnapshotCursor { index, offset }),
+            }
+        ),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..32)
+        )
+            .prop_map(|(epoch, offset, bytes)| Message::SnapshotChunk {
+                epoch,
+                index: epoch,
+                total: offset.saturating_add(bytes.len() as u64),
+                offset,
+                bytes,
             }),
     ]
 }

@@ -50,6 +50,15 @@ pub struct Snapshot<S: StateMachine> {
     pub sessions: BTreeMap<ClientId, Session<S>>,
 }
 
+/// How far a successor has received a snapshot ([`Message::SyncRequest`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCursor {
+    /// The snapshot's index.
+    pub index: u64,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
 /// A message between chain replicas, or between clients and replicas.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
@@ -97,22 +106,41 @@ pub enum Message<S: StateMachine> {
         /// The replica's configuration epoch.
         epoch: u64,
     },
-    /// Successor to predecessor, on adopting a configuration: "I hold entries up to `have`".
+    /// Successor to predecessor, until it has caught up in a configuration: "I hold entries
+    /// up to `have`" (and, while receiving a snapshot, how much of it).
     SyncRequest {
         /// The configuration epoch.
         epoch: u64,
         /// The successor's highest received sequence number.
         have: u64,
+        /// The snapshot being received, if any: resume it.
+        snapshot: Option<SnapshotCursor>,
     },
-    /// Predecessor to successor: what it lacks, with a snapshot if the log alone cannot
-    /// bring it up to date.
+    /// Predecessor to successor: entries after the successor's `have`, at most about
+    /// [`ReplicaSettings::sync_chunk`](super::ReplicaSettings::sync_chunk) bytes of them.
     SyncReply {
         /// The configuration epoch.
         epoch: u64,
-        /// The predecessor's committed state, if the successor must start from it.
-        snapshot: Option<Snapshot<S>>,
-        /// Entries after the successor's `have` (or after the snapshot).
+        /// Entries after the successor's `have`, in order.
         entries: Vec<Entry<S>>,
+        /// Whether these reach the predecessor's newest entry (the successor has then caught
+        /// up); if not, the successor asks for more.
+        complete: bool,
+    },
+    /// Predecessor to successor, when its log no longer holds what the successor lacks: a
+    /// chunk of its committed state (an encoded [`Snapshot`]), sent one chunk per request so
+    /// that a dropped connection only costs the chunk in flight.
+    SnapshotChunk {
+        /// The configuration epoch.
+        epoch: u64,
+        /// The last sequence number the snapshot includes.
+        index: u64,
+        /// The encoded snapshot's whole length.
+        total: u64,
+        /// Where these bytes start.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
     },
     /// Predecessor to successor: writes flowing down the chain (a batch, in order).
     Forward {

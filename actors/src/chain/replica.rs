@@ -5,11 +5,12 @@
 //! with [`Replica::poll_action`]. No sockets, no clock, no spawning.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::config::{ChainConfig, ClientId, Member, ReplicaId};
 use super::machine::{RestoreError, StateMachine};
-use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot};
+use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot, SnapshotCursor};
 
 /// Timing and batching settings of a [`Replica`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,13 @@ pub struct ReplicaSettings {
     pub batch_max: usize,
     /// The raft ids of the configuration group.
     pub group: Vec<u64>,
+    /// About how many bytes one catch-up message carries (entries in a
+    /// [`Message::SyncReply`], or snapshot bytes in a [`Message::SnapshotChunk`]).
+    pub sync_chunk: usize,
+    /// How many committed entries a replica keeps in memory after applying them, so that a
+    /// successor that is behind by no more than that catches up from the log instead of a
+    /// snapshot.
+    pub history: usize,
     /// Record every change to the replica's durable state as a [`JournalOp`] (taken with
     /// [`Replica::take_journal`]); the driver must make them durable before it performs any
     /// action taken after them.
@@ -39,7 +47,8 @@ pub struct ReplicaSettings {
 
 impl ReplicaSettings {
     /// Settings for a configuration group of the given raft ids: 300 ms leases, 450 ms fence
-    /// wait, 20 ms retransmission, 400 ms suspicion, batches of 64.
+    /// wait, 20 ms retransmission, 400 ms suspicion, batches of 64, catch-up messages of about
+    /// 1 MiB, the last 100,000 committed entries kept for catch-up.
     pub fn new(group: Vec<u64>) -> Self {
         Self {
             lease: Duration::from_millis(300),
@@ -48,6 +57,8 @@ impl ReplicaSettings {
             suspect_after: Duration::from_millis(400),
             batch_max: 64,
             group,
+            sync_chunk: 1024 * 1024,
+            history: 100_000,
             journal: false,
         }
     }
@@ -143,6 +154,13 @@ pub struct Replica<S: StateMachine> {
     /// configuration).
     early: BTreeMap<u64, Entry<S>>,
     sessions: BTreeMap<ClientId, Session<S>>,
+    /// The last committed entries (at most `settings.history`), oldest first.
+    history: VecDeque<Entry<S>>,
+    /// A snapshot being sent to the successor: its index and encoded bytes.
+    outgoing: Option<(u64, Arc<Vec<u8>>)>,
+    /// A snapshot being received from the predecessor: its index, whole length and the
+    /// bytes so far.
+    incoming: Option<(u64, u64, Vec<u8>)>,
     successor: Successor,
     last_sync_request: Option<Instant>,
     lease: Lease,
@@ -200,6 +218,9 @@ impl<S: StateMachine> Replica<S> {
             pending: BTreeMap::new(),
             early: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            history: VecDeque::new(),
+            outgoing: None,
+            incoming: None,
             successor: Successor::default(),
             last_sync_request: None,
             lease: Lease::default(),
@@ -332,6 +353,8 @@ impl<S: StateMachine> Replica<S> {
         self.last_sync_request = None;
         self.lease.until = None;
         self.early.clear();
+        self.outgoing = None;
+        self.incoming = None;
         let Some(me) = me else { return };
         let position = self.position();
         if me.since > self.synced_epoch {
@@ -400,18 +423,33 @@ impl<S: StateMachine> Replica<S> {
                 request,
                 query,
             } => self.on_read(client, request, query, now),
-            Message::SyncRequest { epoch, have } => {
+            Message::SyncRequest {
+                epoch,
+                have,
+                snapshot,
+            } => {
                 if self.check_epoch(epoch, now) && self.is_successor(from) {
-                    self.on_sync_request(have, now);
+                    self.on_sync_request(have, snapshot, now);
                 }
             }
             Message::SyncReply {
                 epoch,
-                snapshot,
                 entries,
+                complete,
             } => {
                 if self.check_epoch(epoch, now) && self.is_predecessor(from) && !self.synced {
-                    self.on_sync_reply(snapshot, entries, now);
+                    self.on_sync_reply(entries, complete, now);
+                }
+            }
+            Message::SnapshotChunk {
+                epoch,
+                index,
+                total,
+                offset,
+                bytes,
+            } => {
+                if self.check_epoch(epoch, now) && self.is_predecessor(from) && !self.synced {
+                    self.on_snapshot_chunk(index, total, offset, bytes, now);
                 }
             }
             Message::Forward { epoch, entries } => {
@@ -632,64 +670,164 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    fn on_sync_request(&mut self, have: u64, now: Instant) {
+    /// The first sequence number this replica can still send as an entry (older ones live
+    /// only in its state).
+    fn first_sendable(&self) -> u64 {
+        self.history
+            .front()
+            .map_or(self.committed + 1, |entry| entry.seq)
+    }
+
+    fn on_sync_request(&mut self, have: u64, cursor: Option<SnapshotCursor>, now: Instant) {
         if !self.synced {
             return;
         }
-        let Some(epoch) = self.epoch() else { return };
-        let (snapshot, from) = if have >= self.committed && have <= self.received {
-            (None, have)
-        } else {
-            let snapshot = Snapshot {
-                committed: self.committed,
-                state: self.machine.snapshot(),
-                sessions: self.sessions.clone(),
-            };
-            (Some(snapshot), self.committed)
+        let (Some(epoch), Some(successor)) = (self.epoch(), self.successor_member()) else {
+            return;
         };
-        let entries: Vec<Entry<S>> = self.log.range(from + 1..).map(|(_, e)| e.clone()).collect();
+        // Every request is progress: a long catch-up is not a stalled successor.
         self.successor = Successor {
             known: true,
-            received: from,
+            received: have.min(self.received),
             sent: self.received,
             last_progress: Some(now),
             last_send: Some(now),
         };
-        if let Some(successor) = self.successor_member() {
+        let to = Peer::Replica(successor.id);
+        if have <= self.received && have + 1 >= self.first_sendable() {
+            // The successor's log is a prefix of ours: send what follows, a chunk at a time.
+            self.outgoing = None;
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            let history = self.history.iter().skip_while(|e| e.seq <= have);
+            for entry in history.chain(self.log.range(have + 1..).map(|(_, e)| e)) {
+                bytes +=
+                    postcard::serialize_with_flavor(entry, postcard::ser_flavors::Size::default())
+                        .unwrap_or(0);
+                entries.push(entry.clone());
+                if bytes >= self.settings.sync_chunk {
+                    break;
+                }
+            }
+            let complete = entries.last().is_none_or(|e| e.seq == self.received);
             self.send(
-                Peer::Replica(successor.id),
+                to,
                 Message::SyncReply {
                     epoch,
-                    snapshot,
                     entries,
+                    complete,
                 },
             );
+            return;
         }
+        // Too far behind (or ahead: a log that cannot be ours): our committed state, in
+        // chunks. A resumed transfer continues the snapshot it started with.
+        let (index, encoded) = match (&self.outgoing, cursor) {
+            (Some((index, encoded)), Some(cursor)) if cursor.index == *index => {
+                (*index, encoded.clone())
+            }
+            _ => {
+                let snapshot = Snapshot::<S> {
+                    committed: self.committed,
+                    state: self.machine.snapshot(),
+                    sessions: self.sessions.clone(),
+                };
+                let encoded = Arc::new(postcard::to_allocvec(&snapshot).unwrap_or_default());
+                self.outgoing = Some((self.committed, encoded.clone()));
+                (self.committed, encoded)
+            }
+        };
+        let offset = cursor
+            .filter(|c| c.index == index)
+            .map_or(0, |c| c.offset)
+            .min(encoded.len() as u64);
+        let start = offset as usize;
+        let end = start
+            .saturating_add(self.settings.sync_chunk.max(1))
+            .min(encoded.len());
+        self.send(
+            to,
+            Message::SnapshotChunk {
+                epoch,
+                index,
+                total: encoded.len() as u64,
+                offset,
+                bytes: encoded[start..end].to_vec(),
+            },
+        );
     }
 
-    fn on_sync_reply(
+    fn on_snapshot_chunk(
         &mut self,
-        snapshot: Option<Snapshot<S>>,
-        entries: Vec<Entry<S>>,
+        index: u64,
+        total: u64,
+        offset: u64,
+        bytes: Vec<u8>,
         now: Instant,
     ) {
-        if let Some(snapshot) = snapshot {
-            let mut machine = S::default();
-            if machine.restore(&snapshot.state).is_err() {
+        let fresh = self
+            .incoming
+            .as_ref()
+            .is_none_or(|(known, length, _)| *known != index || *length != total);
+        if fresh {
+            if offset != 0 {
+                // A chunk of a transfer we do not hold: ask again from where we are.
+                self.request_sync(now);
                 return;
             }
-            self.reset();
-            self.machine = machine;
-            self.committed = snapshot.committed;
-            self.received = snapshot.committed;
-            if self.settings.journal {
-                // The reset above recorded an empty state; this snapshot replaces it.
-                self.journal.pop();
-                self.journal.push(JournalOp::Reset(Some(snapshot.clone())));
-            }
-            self.sessions = snapshot.sessions;
+            self.incoming = Some((index, total, Vec::new()));
         }
+        let Some((_, _, received)) = self.incoming.as_mut() else {
+            return;
+        };
+        if offset != received.len() as u64 || offset + bytes.len() as u64 > total {
+            // A duplicate or a stray chunk: ask again from where we are.
+            self.request_sync(now);
+            return;
+        }
+        received.extend_from_slice(&bytes);
+        if (received.len() as u64) < total {
+            self.request_sync(now);
+            return;
+        }
+        let Some((_, _, encoded)) = self.incoming.take() else {
+            return;
+        };
+        let snapshot: Snapshot<S> = match postcard::from_bytes(&encoded) {
+            Ok(snapshot) => snapshot,
+            Err(_) => {
+                // Not a snapshot of our state machine (a bug or a mismatched version): ask
+                // for it again rather than install anything.
+                self.request_sync(now);
+                return;
+            }
+        };
+        let mut machine = S::default();
+        if snapshot.committed != index || machine.restore(&snapshot.state).is_err() {
+            self.request_sync(now);
+            return;
+        }
+        self.reset();
+        self.machine = machine;
+        self.committed = snapshot.committed;
+        self.received = snapshot.committed;
+        if self.settings.journal {
+            // The reset above recorded an empty state; this snapshot replaces it.
+            self.journal.pop();
+            self.journal.push(JournalOp::Reset(Some(snapshot.clone())));
+        }
+        self.sessions = snapshot.sessions;
+        // Now the entries after it.
+        self.request_sync(now);
+    }
+
+    fn on_sync_reply(&mut self, entries: Vec<Entry<S>>, complete: bool, now: Instant) {
+        self.incoming = None;
         self.append(entries);
+        if !complete {
+            self.request_sync(now);
+            return;
+        }
         self.mark_synced();
         if !self.commit_if_tail(now) {
             self.send_ack();
@@ -791,6 +929,7 @@ impl<S: StateMachine> Replica<S> {
                     results: BTreeMap::new(),
                 });
             if entry.request < session.acked_below {
+                self.remember(entry);
                 continue;
             }
             let output = match session.results.get(&entry.request) {
@@ -814,7 +953,19 @@ impl<S: StateMachine> Replica<S> {
                     },
                 );
             }
+            self.remember(entry);
         }
+    }
+
+    /// Keeps a committed entry for successors that catch up (the oldest goes).
+    fn remember(&mut self, entry: Entry<S>) {
+        if self.settings.history == 0 {
+            return;
+        }
+        if self.history.len() >= self.settings.history {
+            self.history.pop_front();
+        }
+        self.history.push_back(entry);
     }
 
     fn renew_lease(&mut self, now: Instant) {
@@ -845,9 +996,20 @@ impl<S: StateMachine> Replica<S> {
         };
         self.last_sync_request = Some(now);
         let have = self.received;
+        let snapshot = self
+            .incoming
+            .as_ref()
+            .map(|(index, _, bytes)| SnapshotCursor {
+                index: *index,
+                offset: bytes.len() as u64,
+            });
         self.send(
             Peer::Replica(predecessor.id),
-            Message::SyncRequest { epoch, have },
+            Message::SyncRequest {
+                epoch,
+                have,
+                snapshot,
+            },
         );
     }
 
@@ -908,6 +1070,9 @@ impl<S: StateMachine> Replica<S> {
         self.pending.clear();
         self.early.clear();
         self.sessions.clear();
+        self.history.clear();
+        self.outgoing = None;
+        self.incoming = None;
     }
 
     fn is_active(&self, now: Instant) -> bool {

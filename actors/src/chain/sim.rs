@@ -839,6 +839,10 @@ fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings 
     replica.lease = settings.lease;
     replica.fence_wait = settings.fence_wait;
     replica.journal = settings.durable;
+    // Tiny catch-up messages and history, so that every run sends snapshots and entries in
+    // many chunks (a snapshot here is a few hundred bytes).
+    replica.sync_chunk = 48;
+    replica.history = 8;
     replica
 }
 
