@@ -4,8 +4,15 @@
 //! membership message each. Push-pull state syncs, which can exceed a datagram, travel as a
 //! remote message to the peer's gossip actor over the node-to-node stream. Membership
 //! changes update the node's membership table, which the admin actor serves.
+//!
+//! The actor is also the remoting layer's datagram carrier ([`GossipCarrier`]): remote
+//! messages of types that opt in to datagrams (`RemoteMessage::CARRIER`) and fit are handed
+//! to the core, which puts them on a datagram to the member (one going there anyway when
+//! there is room). Inbound, only messages from an authenticated datagram (opened with the
+//! keyring when one is configured) whose sealed sender matches the membership sender reach
+//! the remoting layer, which checks them like stream messages.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +23,8 @@ use phalanx_actors::gossip::{
 use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice, State};
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply, Task};
 use phalanx_transports::{
-    ClusterId, Codec, CodecConfig, FrameKind, Incarnation, Key, NetTransport, NodeId,
-    RemoteMessage, Remoting, Transport,
+    ClusterId, Codec, CodecConfig, DatagramCarrier, FrameKind, Incarnation, Key, NetTransport,
+    NodeId, RemoteMessage, Remoting, Transport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +57,8 @@ enum Request {
     Stream(GossipWire),
     Timer(Timer),
     Join(Vec<SocketAddr>),
+    /// A remote message for a member, to send by datagram (from [`GossipCarrier`]).
+    Message(MemberNode, Vec<u8>),
     Leave(Reply<()>),
     Register(String, u64, Reply<Result<(), String>>),
     JoinGroup(String, u64, Reply<Result<(), String>>),
@@ -107,25 +116,60 @@ pub(crate) struct GossipActor {
     /// Full 128-bit node ids by membership id, learned from registry deltas, so that a member
     /// declared down can be removed from the registry.
     origins: HashMap<MemberNode, u128>,
+    /// What the datagram carrier may promise: the live members and the payload budget.
+    carrier: Arc<Mutex<CarrierView>>,
+    /// The authenticated sender of the datagram being handled: actor messages it carries are
+    /// delivered as from this node, and only if it is the membership sender too.
+    datagram_sender: Option<NodeId>,
+}
+
+/// The carrier's view of membership, refreshed after every step of the core.
+#[derive(Debug, Default)]
+struct CarrierView {
+    live: HashSet<MemberNode>,
+    max_payload: usize,
+}
+
+/// The remoting layer's datagram path: hands messages to the gossip actor for members it
+/// holds live; anything else goes back to the stream.
+struct GossipCarrier {
+    gossip: ActorRef<GossipMessage>,
+    view: Arc<Mutex<CarrierView>>,
+}
+
+impl DatagramCarrier for GossipCarrier {
+    fn max_payload(&self, node: NodeId) -> usize {
+        match self.view.lock() {
+            Ok(view) if view.live.contains(&member_node(node)) => view.max_payload,
+            _ => 0,
+        }
+    }
+
+    fn carry(&self, node: NodeId, payload: Vec<u8>) -> bool {
+        if payload.len() > self.max_payload(node) {
+            return false;
+        }
+        // A full gossip mailbox sends the message on the stream instead.
+        let request = Request::Message(member_node(node), payload);
+        self.gossip.try_tell(GossipMessage(request)).is_ok()
+    }
 }
 
 impl GossipActor {
     pub(crate) fn new(services: Services) -> GossipActor {
         let me = member_node(services.node);
         let seed = u64::try_from(services.node.as_u128() >> 64).unwrap_or(0) ^ services.incarnation;
-        let membership = Membership::new(
-            me,
-            services.listen,
-            services.incarnation,
-            services.config.clone(),
-            seed,
-        );
         let codec_config = CodecConfig::new(
             services.cluster,
             services.node,
             Incarnation(services.incarnation),
         );
         let codec = Codec::new(codec_config, security_for(services.key.as_ref()));
+        // The core's datagram budget is what the codec can seal: its frame header and AEAD
+        // tag come on top of the membership message.
+        let mut config = services.config.clone();
+        config.max_datagram = config.max_datagram.min(codec.max_datagram_payload());
+        let membership = Membership::new(me, services.listen, services.incarnation, config, seed);
         GossipActor {
             services,
             membership,
@@ -133,6 +177,8 @@ impl GossipActor {
             wire: None,
             rows: HashMap::new(),
             origins: HashMap::new(),
+            carrier: Arc::new(Mutex::new(CarrierView::default())),
+            datagram_sender: None,
         }
     }
 
@@ -273,6 +319,12 @@ impl GossipActor {
             } => {
                 tracing::warn!(incarnation, was_dead, "refuted a suspicion of this node");
             }
+            Notification::Message { from, payload } => match self.datagram_sender {
+                Some(sender) if member_node(sender) == from.node => {
+                    self.services.remoting.deliver_datagram(sender, &payload);
+                }
+                _ => tracing::debug!(node = %from.node.0, "actor message from a mismatched sender"),
+            },
             _ => {}
         }
     }
@@ -341,6 +393,15 @@ impl GossipActor {
         if let Ok(mut table) = self.services.table.lock() {
             *table = rows;
         }
+        if let Ok(mut view) = self.carrier.lock() {
+            view.live.clear();
+            view.live.extend(
+                self.membership
+                    .live_members()
+                    .map(|(member, _)| member.node),
+            );
+            view.max_payload = self.membership.max_message_payload();
+        }
     }
 }
 
@@ -376,6 +437,13 @@ impl Actor for GossipActor {
         self.services.remoting.unregister(GOSSIP_NAME);
         self.services.remoting.register(GOSSIP_NAME, &wire)?;
         self.wire = Some(wire);
+        let carrier = GossipCarrier {
+            gossip: ctx.myself(),
+            view: Arc::clone(&self.carrier),
+        };
+        self.services
+            .remoting
+            .set_datagram_carrier(Some(Arc::new(carrier)));
         let now = Instant::now();
         self.membership.start(now);
         if !self.services.seeds.is_empty() {
@@ -395,7 +463,10 @@ impl Actor for GossipActor {
             Request::Datagram(bytes, from) => match self.codec.open_datagram(&bytes) {
                 Ok(frame) if frame.header.kind == FrameKind::Gossip => {
                     match Message::decode(&frame.payload) {
-                        Ok(message) => self.membership.handle_datagram(from, message, now),
+                        Ok(message) => {
+                            self.datagram_sender = Some(frame.header.sender);
+                            self.membership.handle_datagram(from, message, now);
+                        }
                         Err(error) => tracing::debug!(%from, %error, "bad gossip message"),
                     }
                 }
@@ -415,6 +486,13 @@ impl Actor for GossipActor {
             }
             Request::Timer(timer) => self.membership.handle_timer(timer, now),
             Request::Join(seeds) => self.membership.join(seeds, now),
+            Request::Message(node, payload) => {
+                if let Err(error) = self.membership.send_message(node, payload) {
+                    // Taken by the carrier, so the sender already counts it as sent: like a
+                    // datagram lost on the way (the member went down in between).
+                    tracing::debug!(node = %node.0, %error, "actor message not sent by datagram");
+                }
+            }
             Request::Register(name, actor, reply) => {
                 let registered = match self.services.registry.lock() {
                     Ok(mut registry) => registry.register(&name, actor).map_err(|e| e.to_string()),
@@ -450,6 +528,7 @@ impl Actor for GossipActor {
             }
         }
         self.act(ctx);
+        self.datagram_sender = None;
         Ok(())
     }
 }
@@ -494,4 +573,128 @@ pub(crate) fn member_node(node: NodeId) -> MemberNode {
     // unique in their low half for any realistic cluster.
     #[allow(clippy::cast_possible_truncation)]
     MemberNode(node.as_u128() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime, spawn_actor};
+    use phalanx_transports::{Carrier, Key, RemoteMessage};
+    use serde::{Deserialize, Serialize};
+
+    use crate::node::{Node, NodeConfig};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[derive(Serialize, Deserialize)]
+    enum Sample {
+        Value(u64),
+        Get(Reply<Vec<u64>>),
+    }
+
+    impl RemoteMessage for Sample {
+        const TAG: &'static str = "test.node.Sample.v1";
+        const CARRIER: Carrier = Carrier::Datagram;
+    }
+
+    #[derive(Default)]
+    struct Sampler {
+        seen: Vec<u64>,
+    }
+
+    impl Actor for Sampler {
+        type Message = Sample;
+
+        async fn handle(&mut self, _: &mut Context<Self>, msg: Sample) -> Result<(), HandlerError> {
+            match msg {
+                Sample::Value(n) => self.seen.push(n),
+                Sample::Get(reply) => {
+                    let _ = reply.send(self.seen.clone());
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn config(key: &Key, seeds: Vec<std::net::SocketAddr>) -> NodeConfig {
+        let mut config = NodeConfig::new("127.0.0.1:0".parse().expect("address"));
+        config.key = Some(key.clone());
+        config.seeds = seeds;
+        config.gossip.probe_interval = Duration::from_millis(100);
+        config.gossip.probe_timeout = Duration::from_millis(50);
+        config
+    }
+
+    /// Two nodes in one process on loopback, encrypted: a message type that opts in to
+    /// datagrams reaches the remote actor through the gossip actors (the counters say which
+    /// path it took), and its ask still goes on the stream.
+    #[test]
+    fn an_opted_in_message_rides_gossip_datagrams_between_two_nodes() {
+        let runtime = Runtime::builder()
+            .worker_threads(2)
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let key = Key::generate().expect("key");
+            let a = Node::start(config(&key, vec![])).await.expect("node a");
+            let b = Node::start(config(&key, vec![a.local_addr()]))
+                .await
+                .expect("node b");
+            let alive = |node: &Node| node.members().iter().filter(|r| r.state == "alive").count();
+            for _ in 0..400 {
+                if alive(&a) == 2 && alive(&b) == 2 {
+                    break;
+                }
+                phalanx_runtime::sleep(Duration::from_millis(25)).await;
+            }
+            assert_eq!(
+                (alive(&a), alive(&b)),
+                (2, 2),
+                "the two nodes see each other"
+            );
+            let sampler = spawn_actor(Sampler::default());
+            b.remoting()
+                .register("sampler", &sampler)
+                .expect("register");
+            let node = a
+                .remoting()
+                .connect(b.local_addr(), WAIT)
+                .await
+                .expect("connect");
+            let remote = a
+                .remoting()
+                .lookup::<Sample>(node, "sampler", WAIT)
+                .await
+                .expect("lookup");
+            for n in 0..20 {
+                remote.tell(Sample::Value(n)).await.expect("tell");
+            }
+            let stats = a.remoting().datagram_stats();
+            assert_eq!((stats.sent, stats.fell_back), (20, 0), "{stats:?}");
+            // Datagrams may be overtaken by the ask on the stream: ask until all are in.
+            let mut seen = Vec::new();
+            let mut asks = 0;
+            for _ in 0..200 {
+                asks += 1;
+                seen = remote.ask(Sample::Get, WAIT).await.expect("ask");
+                if seen.len() == 20 {
+                    break;
+                }
+                phalanx_runtime::sleep(Duration::from_millis(25)).await;
+            }
+            seen.sort_unstable();
+            assert_eq!(
+                seen,
+                (0..20).collect::<Vec<_>>(),
+                "every datagram arrived on loopback"
+            );
+            let stats = b.remoting().datagram_stats();
+            assert_eq!((stats.delivered, stats.dropped), (20, 0), "{stats:?}");
+            let fell_back = a.remoting().datagram_stats().fell_back;
+            assert_eq!(fell_back, asks, "the asks, and only they, took the stream");
+            a.shutdown().await;
+            b.shutdown().await;
+        });
+    }
 }
