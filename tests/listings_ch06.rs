@@ -7,3 +7,11 @@ mod ch06_membership;
 fn ch06_membership() -> Result<(), Box<dyn std::error::Error>> {
     ch06_membership::main()
 }
+
+#[path = "../examples/ch06_datagrams.rs"]
+mod ch06_datagrams;
+
+#[test]
+fn ch06_datagrams() -> Result<(), Box<dyn std::error::Error>> {
+    ch06_datagrams::main()
+}
