@@ -56,8 +56,20 @@
 //! | `phalanx_gossip_probes_total` | counter | `result` = `ack`, `indirect_ack`, `timeout` | failure-detector probes, by outcome |
 //! | `phalanx_gossip_members` | gauge | `state` = `alive`, `suspect`, `dead`, `left` | members as this node sees them |
 //! | `phalanx_gossip_local_health` | gauge | | Lifeguard local health (0 = healthy) |
-//! | `phalanx_chain_lag` | gauge | | versions this replica's clean state trails the newest it holds |
+//! | `phalanx_chain_lag` | gauge | | versions this replica's clean state trails the newest it holds (received minus committed) |
+//! | `phalanx_chain_committed` | gauge | | highest sequence number this replica has committed (clean) |
+//! | `phalanx_chain_received` | gauge | | highest sequence number this replica has received (dirty included) |
+//! | `phalanx_chain_epoch` | gauge | | epoch of the chain configuration this replica adopted (0: none yet) |
+//! | `phalanx_chain_synced` | gauge | | 1 once this replica has caught up in its configuration, else 0 |
+//! | `phalanx_chain_group_leader` | gauge | | on configuration-group nodes: 1 on the raft leader, else 0 |
 //! | `phalanx_chain_write_seconds` | histogram | | write latency seen by this node's chain client, request to acknowledgement |
+//!
+//! The chain gauges are fetched from the chain actors every half second, so they are at most
+//! that old. A replica's lag behind the chain, rather than behind itself, is the difference
+//! between nodes: `max(phalanx_chain_received) - phalanx_chain_committed` across the cluster.
+//! `phalanx_gossip_probes_total` and `phalanx_gossip_local_health` are reserved but not yet
+//! exported: the gossip actor does not publish its probe outcomes or health score to the
+//! node. Suspicion shows as `phalanx_gossip_members{state="suspect"}`.
 //!
 //! Histograms whose names end in `_seconds` are exported as Prometheus histograms with
 //! latency buckets from 100 µs to 10 s; `phalanx_mailbox_depth` with buckets from 1 to 65,536.
@@ -189,6 +201,18 @@ pub const GOSSIP_MEMBERS: &str = "phalanx_gossip_members";
 pub const GOSSIP_LOCAL_HEALTH: &str = "phalanx_gossip_local_health";
 /// How far a replica's clean state trails the newest version it holds, labelled `node` (gauge).
 pub const CHAIN_LAG: &str = "phalanx_chain_lag";
+/// Highest sequence number a replica committed, labelled `node` (gauge).
+pub const CHAIN_COMMITTED: &str = "phalanx_chain_committed";
+/// Highest sequence number a replica received, labelled `node` (gauge).
+pub const CHAIN_RECEIVED: &str = "phalanx_chain_received";
+/// Epoch of the configuration a replica adopted, labelled `node` (gauge).
+pub const CHAIN_EPOCH: &str = "phalanx_chain_epoch";
+/// Whether a replica has caught up in its configuration (1) or not (0), labelled `node`
+/// (gauge).
+pub const CHAIN_SYNCED: &str = "phalanx_chain_synced";
+/// Whether a configuration-group node is the raft leader (1) or not (0), labelled `node`
+/// (gauge).
+pub const CHAIN_GROUP_LEADER: &str = "phalanx_chain_group_leader";
 /// Chain write latency from request to acknowledgement, labelled `node` (histogram, seconds).
 pub const CHAIN_WRITE_SECONDS: &str = "phalanx_chain_write_seconds";
 

@@ -283,7 +283,7 @@ impl Node {
         // carry the node id as well as the actor's.
         let span = tracing::info_span!("node", id = %node);
         let root = span.in_scope(|| root.start())?;
-        let metrics = metrics::collect(node, &remoting, &table);
+        let metrics = metrics::collect(node, &remoting, &table, chain.as_ref());
         Ok(Node {
             remoting,
             root,

@@ -1,5 +1,5 @@
 //! The exporter end to end: a recorder, a supervisor that restarts a child, a collector, and
-//! raw TCP scrapes on loopback, good and bad.
+//! raw TCP scrapes on loopback, good and bad; and a one-node chain's own figures.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,9 +8,11 @@ use async_net::TcpStream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use phalanx_runtime::{Actor, Context, HandlerError, Reply, Runtime, Spawn};
 use phalanx_supervisors::{ChildSpec, Intensity, Strategy, Supervisor};
+use phalanx_transports::Key;
 
 use super::Metrics;
 use super::http::MAX_REQUEST;
+use crate::node::{Node, NodeConfig};
 
 struct Fragile;
 
@@ -195,6 +197,87 @@ fn scrapes_show_runtime_supervisor_and_collector_metrics() -> Result<(), Box<dyn
 
         drop(server);
         supervisor.shutdown().await?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
+    runtime.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// The value of the series `name{node="<node>"}` in rendered text.
+fn series(text: &str, name: &str, node: &str) -> Option<f64> {
+    let prefix = format!("{name}{{node=\"{node}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.parse().ok())
+}
+
+/// A loopback address whose port was free for both TCP and UDP a moment ago.
+fn free_addr() -> Result<SocketAddr, Box<dyn std::error::Error>> {
+    for _ in 0..100 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = tcp.local_addr()?;
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    Err("no free loopback port".into())
+}
+
+#[test]
+fn a_node_publishes_membership_and_chain_progress() -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = Metrics::install()?;
+    let runtime = Runtime::builder().worker_threads(2).build()?;
+    runtime.block_on(async {
+        // One node that is the whole configuration group and the whole chain.
+        let listen = free_addr()?;
+        let mut config = NodeConfig::new(listen);
+        config.key = Some(Key::generate()?);
+        config.chain_group = vec![listen];
+        config.gossip.probe_interval = Duration::from_millis(100);
+        config.gossip.probe_timeout = Duration::from_millis(50);
+        let node = Node::start(config).await?;
+        let id = node.id().to_string();
+        let kv = node.kv();
+        let mut written = 0;
+        for _ in 0..200 {
+            if kv.put("k", "v").await.is_ok() {
+                written += 1;
+                if written == 3 {
+                    break;
+                }
+            } else {
+                phalanx_runtime::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert_eq!(written, 3, "the one-node chain never took three writes");
+        // The chain's figures come from a poller: wait (bounded) until it saw the writes.
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = metrics.render();
+            if series(&text, super::CHAIN_COMMITTED, &id).is_some_and(|c| c >= 3.0) {
+                break;
+            }
+            phalanx_runtime::sleep(Duration::from_millis(50)).await;
+        }
+        let value = |name| series(&text, name, &id).ok_or(format!("no {name} in\n{text}"));
+        let committed = value(super::CHAIN_COMMITTED)?;
+        let received = value(super::CHAIN_RECEIVED)?;
+        assert!(committed >= 3.0, "{text}");
+        assert!(received >= committed, "{text}");
+        assert_eq!(value(super::CHAIN_LAG)?, received - committed);
+        assert!(value(super::CHAIN_EPOCH)? >= 1.0, "{text}");
+        assert_eq!(value(super::CHAIN_SYNCED)?, 1.0);
+        assert_eq!(value(super::CHAIN_GROUP_LEADER)?, 1.0);
+        let alive = format!(
+            "{}{{node=\"{id}\",state=\"alive\"}} 1",
+            super::GOSSIP_MEMBERS
+        );
+        let suspect = format!(
+            "{}{{node=\"{id}\",state=\"suspect\"}} 0",
+            super::GOSSIP_MEMBERS
+        );
+        assert!(text.contains(&alive) && text.contains(&suspect), "{text}");
+        node.shutdown().await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;
     runtime.shutdown(Duration::from_secs(5))?;
