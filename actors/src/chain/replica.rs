@@ -114,6 +114,10 @@ pub struct Recovered<S: StateMachine> {
     pub snapshot: Option<Snapshot<S>>,
     /// The log after the snapshot, in order.
     pub entries: Vec<Entry<S>>,
+    /// Nothing was ever stored: a brand-new replica. A replica whose storage exists but
+    /// vouches for nothing (`synced_epoch` 0) is not fresh: it may have held data, so it never
+    /// starts a chain empty.
+    pub fresh: bool,
 }
 
 impl<S: StateMachine> Recovered<S> {
@@ -123,6 +127,7 @@ impl<S: StateMachine> Recovered<S> {
             synced_epoch: 0,
             snapshot: None,
             entries: Vec::new(),
+            fresh: true,
         }
     }
 }
@@ -142,6 +147,9 @@ pub struct Replica<S: StateMachine> {
     /// The last epoch in which this replica was caught up; a member entry whose `since` is
     /// later means it was removed and re-added in between, so its log may have diverged.
     synced_epoch: u64,
+    /// Never held state (not recovered from storage): only such a replica may start the
+    /// first configuration's chain empty as its head.
+    fresh: bool,
     machine: S,
     committed: u64,
     /// Uncommitted entries, `committed + 1 ..= received`.
@@ -210,6 +218,7 @@ impl<S: StateMachine> Replica<S> {
             adopted_at: None,
             synced: false,
             synced_epoch: 0,
+            fresh: true,
             machine: S::default(),
             committed: 0,
             log: BTreeMap::new(),
@@ -250,6 +259,7 @@ impl<S: StateMachine> Replica<S> {
     ) -> Result<Self, RestoreError> {
         let mut replica = Self::new(id, incarnation, settings);
         replica.synced_epoch = recovered.synced_epoch;
+        replica.fresh = recovered.fresh;
         if let Some(snapshot) = recovered.snapshot {
             replica.machine.restore(&snapshot.state)?;
             replica.committed = snapshot.committed;
@@ -363,11 +373,12 @@ impl<S: StateMachine> Replica<S> {
             // definition, and so does the only member of a chain that started empty (a node's
             // chain forms by appending replicas to an empty first configuration; the group
             // never removes a chain's last member, so a sole member added after epoch 1 was
-            // appended to an empty chain). Any other head in this state cannot happen with
-            // configurations built by `without`/`with_tail`, and it stays unsynced (safe).
+            // appended to an empty chain). Any other head in this state (a replica restarted
+            // from storage that vouches for nothing, or one built by a future kind of
+            // reconfiguration) stays unsynced: safe, and the chain waits.
             self.reset();
             let sole = self.config.as_ref().is_some_and(|c| c.members.len() == 1);
-            if position == Some(0) && me.since > 1 && !sole {
+            if position == Some(0) && (me.since > 1 || !self.fresh) && !sole {
                 return;
             }
         }

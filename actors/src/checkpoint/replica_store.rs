@@ -245,6 +245,7 @@ impl ReplicaStore {
                 synced_epoch,
                 snapshot,
                 entries,
+                fresh: meta.is_none(),
             },
             log_recovery,
             gap,
