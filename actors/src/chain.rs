@@ -46,19 +46,24 @@
 //! # Guarantees and limits
 //!
 //! - Linearizable reads and writes per chain, and no acknowledged write lost, as long as one
-//!   member of the current configuration that has caught up keeps its state. Replicas here
-//!   keep state in memory: a crash loses it (the replica returns with a new incarnation and
-//!   catches up by snapshot), so losing every caught-up member at once loses data; durable
-//!   replica state is the checkpoint service's job.
+//!   member of the current configuration that has caught up keeps its state. A replica with
+//!   [`ReplicaSettings::journal`] set records its durable-state changes ([`JournalOp`]); a
+//!   driver that writes them before sending anything the replica asked for afterwards
+//!   ([`driver::DurableReplica`] over a [`ReplicaStore`](crate::checkpoint::ReplicaStore))
+//!   can restart it with [`Replica::recover`] as the same member, so even losing every member
+//!   at once loses nothing acknowledged. A replica without a journal keeps state in memory and
+//!   returns with a new incarnation, catching up anew.
+//! - Catch-up is chunked: entries from the log and a bounded history of committed entries
+//!   ([`ReplicaSettings::history`]), or, for a successor too far behind, the committed state
+//!   as a snapshot sent one chunk per request ([`Message::SnapshotChunk`]), resumable.
 //! - Reads need clock *rates* to agree within the margin `fence_wait` allows over `lease`
 //!   (offsets do not matter); the defaults allow about 20 %.
+//! - A configuration-group node keeps its raft log in memory unless given a [`GroupJournal`]
+//!   ([`ConfigNode::with_journal`]); raft's safety needs it on disk in production.
 //! - Not here yet: changing the configuration group's own membership (raft-rs supports it
-//!   with `ConfChangeV2`; replicas would then need the new group to count lease majorities),
-//!   compaction of the group's raft log, snapshots sent over streams instead of one message,
-//!   durable group storage (a group node's raft log lives in memory: a restarted group node
-//!   rejoins with an empty log, which is safe only while a majority of the group keeps its
-//!   log), and durable replica state (the checkpoint service's job).
-//!
+//!   with `ConfChangeV2`; replicas would then need the new group to count lease majorities)
+//!   and compaction of the group's raft log (it grows by one entry per reconfiguration).
+
 //! # Examples
 //!
 //! A one-replica chain (head and tail at once) applying a write and answering a read:
@@ -107,8 +112,9 @@
 //! - `config`: [`ReplicaId`], [`ClientId`], [`Member`], [`ChainConfig`], [`place_chain`].
 //! - `machine`: the [`StateMachine`] trait and the default [`KvMap`].
 //! - `message`: [`Message`], [`ControlMessage`], [`Entry`], [`Snapshot`], [`encode`]/[`decode`].
-//! - `replica`: the sans-IO [`Replica`] (about 830 lines: one state machine whose handlers
-//!   share every field; splitting it would scatter the invariants the module docs state).
+//! - `replica`: the sans-IO [`Replica`] (about 950 lines: one state machine whose handlers
+//!   share every field), with its catch-up handlers in `replica/sync.rs` and the durable-state
+//!   records ([`JournalOp`], [`Recovered`]) in `replica/journal.rs`.
 //! - `group`: the raft-rs [`ConfigNode`].
 //! - [`driver`]: the actors that drive a [`Replica`], a [`ConfigNode`] and a chain client with
 //!   real time over a small transport trait (the node runs them over the remoting layer).
@@ -135,7 +141,6 @@ pub use group::{ConfigNode, GroupAction, GroupError, GroupJournal, GroupRecovere
 pub use machine::{KvCommand, KvMap, KvOutput, KvQuery, RestoreError, StateMachine};
 pub use message::{
     ControlMessage, Entry, MAX_MESSAGE_BYTES, Message, MessageDecodeError, Peer, Session, Snapshot,
-    SnapshotCursor,
-    decode, encode,
+    SnapshotCursor, decode, encode,
 };
 pub use replica::{Action, JournalOp, Recovered, Replica, ReplicaSettings};

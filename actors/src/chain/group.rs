@@ -95,7 +95,7 @@ pub enum GroupError {
     Raft(#[from] raft::Error),
 }
 
-/// Durable storage of a group node's raft state (see the [module docs](self)).
+/// Durable storage of a group node's raft state (see the module docs of `chain::group`).
 ///
 /// Writes may be buffered until [`sync`](Self::sync); the node calls it before it hands out
 /// any message that raft requires to follow persistence.

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use super::config::{ChainConfig, ClientId, Member, ReplicaId};
 use super::machine::{RestoreError, StateMachine};
-use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot, SnapshotCursor};
+use super::message::{ControlMessage, Entry, Message, Peer, Session};
+
+mod journal;
+mod sync;
+
+pub use journal::{JournalOp, Recovered};
 
 /// Timing and batching settings of a [`Replica`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,54 +87,6 @@ pub enum Action<S: StateMachine> {
         /// The message.
         message: ControlMessage,
     },
-}
-
-/// A change to a replica's durable state, in the order it happened.
-///
-/// With [`ReplicaSettings::journal`] set, a driver that makes these durable (in order)
-/// before it sends anything the replica asked for afterwards can restart the replica with
-/// [`Replica::recover`] from what it stored, keeping its incarnation: everything the replica
-/// ever acknowledged, forwarded or answered is then in its storage.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum JournalOp<S: StateMachine> {
-    /// Entries appended to the log, with consecutive sequence numbers continuing it.
-    Append(Vec<Entry<S>>),
-    /// The state was replaced: by a snapshot received from the predecessor, or emptied
-    /// (`None`); the log continues after it. Storage must stop claiming its last synced
-    /// epoch until the next [`JournalOp::Synced`] (a crash in between leaves a state the
-    /// replica must not vouch for).
-    Reset(Option<Snapshot<S>>),
-    /// The replica caught up in `epoch` (stored as its synced epoch).
-    Synced(u64),
-}
-
-/// What a restarted replica recovered from its storage, for [`Replica::recover`].
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Recovered<S: StateMachine> {
-    /// The last epoch the stored state was caught up in (0: vouch for nothing).
-    pub synced_epoch: u64,
-    /// The newest snapshot, if any.
-    pub snapshot: Option<Snapshot<S>>,
-    /// The log after the snapshot, in order.
-    pub entries: Vec<Entry<S>>,
-    /// Nothing was ever stored: a brand-new replica. A replica whose storage exists but
-    /// vouches for nothing (`synced_epoch` 0) is not fresh: it may have held data, so it never
-    /// starts a chain empty.
-    pub fresh: bool,
-}
-
-impl<S: StateMachine> Recovered<S> {
-    /// What a replica that stored nothing recovers.
-    pub fn empty() -> Self {
-        Self {
-            synced_epoch: 0,
-            snapshot: None,
-            entries: Vec::new(),
-            fresh: true,
-        }
-    }
 }
 
 /// One chain replica.
@@ -681,170 +638,6 @@ impl<S: StateMachine> Replica<S> {
         }
     }
 
-    /// The first sequence number this replica can still send as an entry (older ones live
-    /// only in its state).
-    fn first_sendable(&self) -> u64 {
-        self.history
-            .front()
-            .map_or(self.committed + 1, |entry| entry.seq)
-    }
-
-    fn on_sync_request(&mut self, have: u64, cursor: Option<SnapshotCursor>, now: Instant) {
-        if !self.synced {
-            return;
-        }
-        let (Some(epoch), Some(successor)) = (self.epoch(), self.successor_member()) else {
-            return;
-        };
-        // Every request is progress: a long catch-up is not a stalled successor.
-        self.successor = Successor {
-            known: true,
-            received: have.min(self.received),
-            sent: self.received,
-            last_progress: Some(now),
-            last_send: Some(now),
-        };
-        let to = Peer::Replica(successor.id);
-        if have <= self.received && have + 1 >= self.first_sendable() {
-            // The successor's log is a prefix of ours: send what follows, a chunk at a time.
-            self.outgoing = None;
-            let mut entries = Vec::new();
-            let mut bytes = 0;
-            let history = self.history.iter().skip_while(|e| e.seq <= have);
-            for entry in history.chain(self.log.range(have + 1..).map(|(_, e)| e)) {
-                bytes +=
-                    postcard::serialize_with_flavor(entry, postcard::ser_flavors::Size::default())
-                        .unwrap_or(0);
-                entries.push(entry.clone());
-                if bytes >= self.settings.sync_chunk {
-                    break;
-                }
-            }
-            let complete = entries.last().is_none_or(|e| e.seq == self.received);
-            self.send(
-                to,
-                Message::SyncReply {
-                    epoch,
-                    entries,
-                    complete,
-                },
-            );
-            return;
-        }
-        // Too far behind (or ahead: a log that cannot be ours): our committed state, in
-        // chunks. A resumed transfer continues the snapshot it started with.
-        let (index, encoded) = match (&self.outgoing, cursor) {
-            (Some((index, encoded)), Some(cursor)) if cursor.index == *index => {
-                (*index, encoded.clone())
-            }
-            _ => {
-                let snapshot = Snapshot::<S> {
-                    committed: self.committed,
-                    state: self.machine.snapshot(),
-                    sessions: self.sessions.clone(),
-                };
-                let encoded = Arc::new(postcard::to_allocvec(&snapshot).unwrap_or_default());
-                self.outgoing = Some((self.committed, encoded.clone()));
-                (self.committed, encoded)
-            }
-        };
-        let offset = cursor
-            .filter(|c| c.index == index)
-            .map_or(0, |c| c.offset)
-            .min(encoded.len() as u64);
-        let start = offset as usize;
-        let end = start
-            .saturating_add(self.settings.sync_chunk.max(1))
-            .min(encoded.len());
-        self.send(
-            to,
-            Message::SnapshotChunk {
-                epoch,
-                index,
-                total: encoded.len() as u64,
-                offset,
-                bytes: encoded[start..end].to_vec(),
-            },
-        );
-    }
-
-    fn on_snapshot_chunk(
-        &mut self,
-        index: u64,
-        total: u64,
-        offset: u64,
-        bytes: Vec<u8>,
-        now: Instant,
-    ) {
-        let fresh = self
-            .incoming
-            .as_ref()
-            .is_none_or(|(known, length, _)| *known != index || *length != total);
-        if fresh {
-            if offset != 0 {
-                // A chunk of a transfer we do not hold: ask again from where we are.
-                self.request_sync(now);
-                return;
-            }
-            self.incoming = Some((index, total, Vec::new()));
-        }
-        let Some((_, _, received)) = self.incoming.as_mut() else {
-            return;
-        };
-        if offset != received.len() as u64 || offset + bytes.len() as u64 > total {
-            // A duplicate or a stray chunk: ask again from where we are.
-            self.request_sync(now);
-            return;
-        }
-        received.extend_from_slice(&bytes);
-        if (received.len() as u64) < total {
-            self.request_sync(now);
-            return;
-        }
-        let Some((_, _, encoded)) = self.incoming.take() else {
-            return;
-        };
-        let snapshot: Snapshot<S> = match postcard::from_bytes(&encoded) {
-            Ok(snapshot) => snapshot,
-            Err(_) => {
-                // Not a snapshot of our state machine (a bug or a mismatched version): ask
-                // for it again rather than install anything.
-                self.request_sync(now);
-                return;
-            }
-        };
-        let mut machine = S::default();
-        if snapshot.committed != index || machine.restore(&snapshot.state).is_err() {
-            self.request_sync(now);
-            return;
-        }
-        self.reset();
-        self.machine = machine;
-        self.committed = snapshot.committed;
-        self.received = snapshot.committed;
-        if self.settings.journal {
-            // The reset above recorded an empty state; this snapshot replaces it.
-            self.journal.pop();
-            self.journal.push(JournalOp::Reset(Some(snapshot.clone())));
-        }
-        self.sessions = snapshot.sessions;
-        // Now the entries after it.
-        self.request_sync(now);
-    }
-
-    fn on_sync_reply(&mut self, entries: Vec<Entry<S>>, complete: bool, now: Instant) {
-        self.incoming = None;
-        self.append(entries);
-        if !complete {
-            self.request_sync(now);
-            return;
-        }
-        self.mark_synced();
-        if !self.commit_if_tail(now) {
-            self.send_ack();
-        }
-    }
-
     fn on_ack(&mut self, received: u64, committed: u64, now: Instant) {
         if !self.successor.known {
             // The successor synced before this replica restarted: its log is a prefix of
@@ -999,29 +792,6 @@ impl<S: StateMachine> Replica<S> {
             synced_epoch: self.synced_epoch,
         };
         self.broadcast_to_group(message);
-    }
-
-    fn request_sync(&mut self, now: Instant) {
-        let (Some(epoch), Some(predecessor)) = (self.epoch(), self.predecessor_member()) else {
-            return;
-        };
-        self.last_sync_request = Some(now);
-        let have = self.received;
-        let snapshot = self
-            .incoming
-            .as_ref()
-            .map(|(index, _, bytes)| SnapshotCursor {
-                index: *index,
-                offset: bytes.len() as u64,
-            });
-        self.send(
-            Peer::Replica(predecessor.id),
-            Message::SyncRequest {
-                epoch,
-                have,
-                snapshot,
-            },
-        );
     }
 
     /// Acknowledgements are cumulative, so one per flush carries everything since the last:

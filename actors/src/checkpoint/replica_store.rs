@@ -1,26 +1,4 @@
-//! A chain replica's durable state: its journal ([`JournalOp`]s) applied to a log, a
-//! snapshot store and a small metadata file, and what a restarted replica recovers from them.
-//!
-//! ```text
-//! <dir>/replica.meta   incarnation + synced epoch, checksummed, replaced atomically
-//! <dir>/log/           the entries (log index = sequence number)
-//! <dir>/snapshots/     committed state + deduplication table
-//! ```
-//!
-//! # Crash safety
-//!
-//! [`ReplicaStore::write`] applies a batch of journal operations in order and commits the log
-//! once at the end (the group commit: with [`FsyncPolicy::Always`] one `fsync` per batch).
-//! The replica vouches for its state through the *synced epoch* in `replica.meta`: a state
-//! replacement ([`JournalOp::Reset`]) first lowers it to 0 on disk, and only a later
-//! [`JournalOp::Synced`], written after the log is committed, raises it again. A crash in the
-//! middle of a replacement therefore leaves a state that vouches for nothing: the replica
-//! comes back, finds its configuration entry newer than its synced epoch, and catches up from
-//! scratch. The group never makes such a replica head.
-//!
-//! A state is reused across a restart (same incarnation) only with [`FsyncPolicy::Always`]:
-//! with a weaker policy a power failure can lose records the replica acknowledged, so
-//! [`ReplicaStore::open`] then reports the synced epoch as 0.
+//! A chain replica's durable state ([`ReplicaStore`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -103,7 +81,29 @@ pub struct Opened<S: StateMachine> {
     pub gap: bool,
 }
 
-/// A chain replica's durable state. See the [module docs](self).
+/// A chain replica's durable state: its journal ([`JournalOp`]s) applied to a log, a
+/// snapshot store and a small metadata file, and what a restarted replica recovers from them.
+///
+/// ```text
+/// <dir>/replica.meta   incarnation + synced epoch, checksummed, replaced atomically
+/// <dir>/log/           the entries (log index = sequence number)
+/// <dir>/snapshots/     committed state + deduplication table
+/// ```
+///
+/// # Crash safety
+///
+/// [`ReplicaStore::write`] applies a batch of journal operations in order and commits the log
+/// once at the end (the group commit: with [`FsyncPolicy::Always`] one `fsync` per batch).
+/// The replica vouches for its state through the *synced epoch* in `replica.meta`: a state
+/// replacement ([`JournalOp::Reset`]) first lowers it to 0 on disk, and only a later
+/// [`JournalOp::Synced`], written after the log is committed, raises it again. A crash in the
+/// middle of a replacement therefore leaves a state that vouches for nothing: the replica
+/// comes back, finds its configuration entry newer than its synced epoch, and catches up from
+/// scratch. The group never makes such a replica head.
+///
+/// A state is reused across a restart (same incarnation) only with [`FsyncPolicy::Always`]:
+/// with a weaker policy a power failure can lose records the replica acknowledged, so
+/// [`ReplicaStore::open`] then reports the synced epoch as 0.
 pub struct ReplicaStore {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
