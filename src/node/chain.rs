@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use phalanx_actors::chain::driver::{
-    ChainTransport, ClientActor, ClientInput, ClientSettings, DriverSettings, DurableReplica,
+    Body, ChainTransport, ClientActor, ClientInput, ClientSettings, DriverSettings, DurableReplica,
     GroupActor, GroupInput, GroupStatus, Inbound, Packet, ReplicaActor, ReplicaInput,
     ReplicaStatus,
 };
@@ -70,6 +70,11 @@ const CONNECT: Duration = Duration::from_secs(2);
 const QUEUE: usize = 65_536;
 /// The most packets in one [`ChainWire`].
 const BATCH: usize = 1_024;
+/// The most bytes of packets in one [`ChainWire`]: well under the remoting layer's stream
+/// frame limit (1 MiB by default).
+const BATCH_BYTES: usize = 768 * 1024;
+/// The bytes of one catch-up message (entries or a snapshot chunk): a few fit in one batch.
+const SYNC_CHUNK: usize = 256 * 1024;
 /// Read-lease length of the node's replicas (the fence wait is 1.5 times this). Longer than
 /// the sans-IO defaults: a node process on a busy machine can be descheduled for hundreds of
 /// milliseconds, and a lease that lapses or a replica that seems silent starts a
@@ -87,7 +92,7 @@ pub(crate) const MAILBOX: usize = 65_536;
 pub struct ChainWire(pub Vec<Packet>);
 
 impl RemoteMessage for ChainWire {
-    const TAG: &'static str = "phalanx.ChainWire.v1";
+    const TAG: &'static str = "phalanx.ChainWire.v2";
 }
 
 /// What this node's chain services share: identities, names and routes.
@@ -241,6 +246,7 @@ impl ChainServices {
                     settings.lease = LEASE;
                     settings.fence_wait = LEASE * 3 / 2;
                     settings.suspect_after = SUSPECT_AFTER;
+                    settings.sync_chunk = SYNC_CHUNK;
                     let mut driver = DriverSettings::default();
                     driver.clock = services.clock.clone();
                     let transport = Arc::new(Transport(services.clone()));
@@ -403,11 +409,26 @@ impl ChainServices {
 /// the queue's sender is gone (the node stopped).
 async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<Packet>) {
     let mut router: Option<ActorRef<ChainWire>> = None;
-    while let Ok(first) = queue.recv_async().await {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(packet) => packet,
+            None => match queue.recv_async().await {
+                Ok(packet) => packet,
+                Err(_) => break,
+            },
+        };
+        // A batch stays under the stream frame limit (the rest waits for the next one).
+        let mut bytes = packet_bytes(&first);
         let mut packets = vec![first];
         while packets.len() < BATCH
             && let Ok(packet) = queue.try_recv()
         {
+            bytes += packet_bytes(&packet);
+            if bytes > BATCH_BYTES {
+                next = Some(packet);
+                break;
+            }
             packets.push(packet);
         }
         if router.as_ref().is_none_or(|r| !r.is_alive()) {
@@ -425,6 +446,15 @@ async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<
             router = None;
         }
     }
+}
+
+/// About how many bytes a packet takes in a [`ChainWire`].
+fn packet_bytes(packet: &Packet) -> usize {
+    let body = match &packet.body {
+        Body::Chain(bytes) | Body::Control(bytes) | Body::Raft(bytes) => bytes.len(),
+        _ => 0,
+    };
+    body + 64 + 16 * packet.routes.len()
 }
 
 async fn connect(remoting: &Remoting, addr: SocketAddr) -> Option<ActorRef<ChainWire>> {
