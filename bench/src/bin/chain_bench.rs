@@ -3,9 +3,11 @@
 //! outstanding through `Node::kv` (pipelining; the replicas batch what they forward).
 //!
 //! `cargo run --release -p phalanx-bench --bin chain_bench -- [--seconds N] [--inflight N]
-//! [--keys N] [--value BYTES] [MIX...]` prints one markdown table: per mix, operations and
-//! writes per second, and p50/p99 latency of writes and reads. Mixes: `write` (100 % writes),
-//! `read` (100 % reads), `a` (YCSB-like A: 50 % reads), `b` (YCSB-like B: 95 % reads).
+//! [--keys N] [--value BYTES] [--durable] [MIX...]` prints one markdown table: per mix,
+//! operations and writes per second, and p50/p99 latency of writes and reads. Mixes: `write`
+//! (100 % writes), `read` (100 % reads), `a` (YCSB-like A: 50 % reads), `b` (YCSB-like B:
+//! 95 % reads). `--durable` gives every node a data directory in the system's temp dir (the
+//! replicas then sync their journal at every group commit), removed at the end.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -19,7 +21,7 @@ use phalanx::node::{Kv, Node, NodeConfig, chain_status_of, cluster_id};
 use phalanx::transports::Key;
 
 const USAGE: &str = "usage: chain_bench [--seconds N] [--inflight N] [--keys N] [--value BYTES] \
-                     [write|read|a|b ...]";
+                     [--durable] [write|read|a|b ...]";
 const SERVE: &str = "serve";
 const KEY_VAR: &str = "CHAIN_BENCH_KEY";
 
@@ -29,6 +31,7 @@ struct Options {
     inflight: usize,
     keys: u64,
     value: usize,
+    durable: bool,
     mixes: Vec<(&'static str, u32)>,
 }
 
@@ -54,6 +57,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         inflight: 512,
         keys: 10_000,
         value: 100,
+        durable: false,
         mixes: Vec::new(),
     };
     let mut args = args.iter();
@@ -68,6 +72,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--inflight" => options.inflight = number("--inflight")?.max(1) as usize,
             "--keys" => options.keys = number("--keys")?.max(1),
             "--value" => options.value = number("--value")? as usize,
+            "--durable" => options.durable = true,
             "write" => options.mixes.push(("write (0% reads)", 0)),
             "read" => options.mixes.push(("read (100% reads)", 100)),
             "a" => options.mixes.push(("YCSB A (50% reads)", 50)),
@@ -137,7 +142,7 @@ fn node_config(key: &Key, listen: SocketAddr, group: &[SocketAddr]) -> NodeConfi
     config
 }
 
-/// `serve ADDR GROUP`: one chain node until stdin closes (the parent ended).
+/// `serve ADDR GROUP [DATA_DIR]`: one chain node until stdin closes (the parent ended).
 fn serve(args: &[String]) -> Result<(), String> {
     let (Some(listen), Some(group)) = (args.first(), args.get(1)) else {
         return Err("serve needs ADDR and GROUP".into());
@@ -159,9 +164,9 @@ fn serve(args: &[String]) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let node = Node::start(node_config(&key, listen, &group))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut config = node_config(&key, listen, &group);
+        config.data_dir = args.get(2).map(std::path::PathBuf::from);
+        let node = Node::start(config).await.map_err(|e| e.to_string())?;
         let _ = phalanx::spawn_blocking(|| {
             let mut sink = Vec::new();
             let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
@@ -179,10 +184,15 @@ fn run(options: &Options) -> Result<(), String> {
     let group: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect::<Result<_, _>>()?;
     let list: Vec<String> = group.iter().map(ToString::to_string).collect();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let data = std::env::temp_dir().join(format!("phalanx-chain-bench-{}", std::process::id()));
     let mut servers = Vec::new();
-    for addr in &group {
+    for (i, addr) in group.iter().enumerate() {
+        let mut args = vec![SERVE.to_owned(), addr.to_string(), list.join(",")];
+        if options.durable {
+            args.push(data.join(format!("n{i}")).to_string_lossy().into_owned());
+        }
         let child = Command::new(&exe)
-            .args([SERVE, &addr.to_string(), &list.join(",")])
+            .args(&args)
             .env(KEY_VAR, hex(&key.to_bytes()))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -256,6 +266,9 @@ fn run(options: &Options) -> Result<(), String> {
     });
     drop(servers);
     let _ = runtime.shutdown(Duration::from_secs(2));
+    if options.durable {
+        let _ = std::fs::remove_dir_all(&data);
+    }
     outcome
 }
 
