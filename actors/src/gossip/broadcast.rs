@@ -76,9 +76,14 @@ impl<A: Clone + serde::Serialize> Broadcasts<A> {
         self.entries.len()
     }
 
-    /// Whether an urgent entry waits: only then is a dedicated gossip round worth sending.
-    pub(crate) fn has_urgent(&self) -> bool {
-        self.entries.values().any(|entry| entry.urgent)
+    /// Whether an urgent entry sent fewer than `transmits` times waits: only then is a
+    /// dedicated gossip round worth sending. The bound is a constant, not the retransmit
+    /// limit (which grows with log n): past it, an urgent entry rides the datagrams sent
+    /// anyway, like relayed news, so the rounds' cost per entry does not grow with n.
+    pub(crate) fn has_urgent(&self, transmits: u32) -> bool {
+        self.entries
+            .values()
+            .any(|entry| entry.urgent && entry.transmits < transmits)
     }
 
     /// Takes what fits in `budget` bytes, counting one transmission for each, and drops the

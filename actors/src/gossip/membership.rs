@@ -89,6 +89,9 @@ pub struct Membership<A> {
     pub(super) recent_events: VecDeque<UserEvent>,
     next_event_seq: u64,
     health: Health,
+    /// Datagrams of corrections (fresher records for a sender of stale news) this node may
+    /// still send before the next protocol period (see `handle_datagram`).
+    correction_budget: u32,
     rng: fastrand::Rng,
     actions: VecDeque<Action<A>>,
     /// Actor messages waiting for a datagram, by destination.
@@ -116,6 +119,9 @@ struct Relay<A> {
 
 /// Protocol periods between joining and the one-off settling push-pull.
 const SETTLE_PERIODS: u32 = 5;
+
+/// Datagrams of their own for corrections, per protocol period.
+const CORRECTION_BUDGET: u32 = 1;
 
 /// The most unknown senders asked for a push-pull per push-pull interval.
 const MAX_STRANGER_SYNCS: usize = 16;
@@ -168,6 +174,7 @@ impl<A: Address> Membership<A> {
             // numbers of its earlier life, which peers still remember as seen.
             next_event_seq: incarnation.wrapping_shl(EVENT_SEQ_SHIFT),
             health,
+            correction_budget: CORRECTION_BUDGET,
             rng: fastrand::Rng::with_seed(seed),
             actions: VecDeque::new(),
             outbox: direct::Outbox::new(incarnation.wrapping_shl(EVENT_SEQ_SHIFT)),
@@ -344,10 +351,22 @@ impl<A: Address> Membership<A> {
             }
             self.apply_update(update, now, false);
         }
-        if !corrections.is_empty() {
-            // The sender spreads stale news (it missed a refutation while it was being
-            // disseminated): answer it directly, or it may declare a live member dead.
-            self.send_with(from.clone(), Some(sender), Body::Gossip, corrections);
+        // The sender spreads stale news (it missed a refutation while it was being
+        // disseminated): tell it the fresher records, or it may declare a live member dead.
+        // They ride the ack when the message is a ping to us; otherwise a datagram of their
+        // own is sent within a budget of one per protocol period, because the amount of
+        // stale news a member hears grows with the cluster and the load per member must not.
+        // Past the budget the refutation still reaches the sender by dissemination, well
+        // within the smallest suspicion timeout.
+        let answers_ping = matches!(message.body, Body::Ping { target, .. } if target == self.me);
+        if !corrections.is_empty() && !answers_ping && self.correction_budget > 0 {
+            self.correction_budget -= 1;
+            self.send_with(
+                from.clone(),
+                Some(sender),
+                Body::Gossip,
+                std::mem::take(&mut corrections),
+            );
         }
         for event in message.events {
             self.apply_event(event);
@@ -358,7 +377,7 @@ impl<A: Address> Membership<A> {
         match message.body {
             Body::Ping { seq, target } => {
                 if target == self.me {
-                    self.send(from, Some(sender), Body::Ack { seq });
+                    self.send_with(from, Some(sender), Body::Ack { seq }, corrections);
                 }
             }
             Body::PingReq {

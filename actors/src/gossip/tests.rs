@@ -479,6 +479,39 @@ fn stale_news_is_corrected_at_its_sender() {
         }
     );
     assert_eq!(m.member_state(NodeId(3)), Some((MemberState::Alive, 4)));
+    // A second stale sender in the same period: over the budget of correction datagrams.
+    m.handle_datagram(4, message(4, Body::Gossip, vec![stale_update()]), now);
+    assert!(
+        sends(&drain(&mut m)).is_empty(),
+        "one correction datagram per period"
+    );
+    // Stale news on a ping is corrected on the ack, budget or not.
+    let ping = Body::Ping {
+        seq: 9,
+        target: NodeId(1),
+    };
+    m.handle_datagram(2, message(2, ping, vec![stale_update()]), now);
+    let actions = drain(&mut m);
+    let reply = sends(&actions);
+    assert_eq!(reply.len(), 1);
+    assert_eq!(reply[0].1.body, Body::Ack { seq: 9 });
+    assert_eq!(reply[0].1.updates[0].incarnation, 4);
+    // The next period refills the budget.
+    m.handle_timer(Timer::Probe { epoch: 0 }, now + Duration::from_secs(1));
+    drain(&mut m);
+    m.handle_datagram(2, message(2, Body::Gossip, vec![stale_update()]), now);
+    let corrected = sends(&drain(&mut m))
+        .iter()
+        .any(|(to, msg)| *to == 2 && msg.updates.iter().any(|u| u.incarnation == 4));
+    assert!(corrected);
+}
+
+fn stale_update() -> Update<u32> {
+    Update {
+        state: MemberState::Suspect,
+        origin: NodeId(2),
+        ..alive(3, 1)
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Address, MAX_RELAYS, Membership, Probe, Relay};
+use super::{Address, CORRECTION_BUDGET, MAX_RELAYS, Membership, Probe, Relay};
 use crate::gossip::NodeId;
 use crate::gossip::action::Timer;
 use crate::gossip::member::Member;
@@ -16,6 +16,7 @@ impl<A: Address> Membership<A> {
         }
         let interval = self.health.scale(self.config.probe_interval);
         self.schedule(Timer::Probe { epoch: self.epoch }, interval);
+        self.correction_budget = CORRECTION_BUDGET;
         let target = self.next_probe_target();
         if !self.synced || target.is_none() {
             // Not joined yet (no full state received: the request or its answer was lost),
@@ -109,7 +110,12 @@ impl<A: Address> Membership<A> {
             return;
         };
         self.schedule(Timer::Gossip { epoch: self.epoch }, interval);
-        if !self.broadcasts.has_urgent() {
+        // Two rounds' worth of transmissions make an urgent entry known to a few members at
+        // once; the retransmit limit's remaining transmissions ride the probes.
+        let urgent_transmits = u32::try_from(self.config.gossip_fanout.saturating_mul(2))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        if !self.broadcasts.has_urgent(urgent_transmits) {
             // Relayed news rides the probes; a round of its own for it would make the load
             // per member grow with the cluster (see `broadcast`).
             return;
