@@ -75,6 +75,7 @@ fn message() -> impl Strategy<Value = Message<KvMap>> {
                 epoch,
                 entries,
                 complete,
+                more: !complete,
             }),
         (any::<u64>(), any::<u64>(), any::<Option<(u64, u64)>>()).prop_map(
             |(epoch, have, cursor)| Message::SyncRequest {
@@ -94,6 +95,7 @@ fn message() -> impl Strategy<Value = Message<KvMap>> {
                 total: offset.saturating_add(bytes.len() as u64),
                 offset,
                 bytes,
+                more: offset % 2 == 0,
             }),
     ]
 }

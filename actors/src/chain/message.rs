@@ -126,10 +126,13 @@ pub enum Message<S: StateMachine> {
         /// Whether these reach the predecessor's newest entry (the successor has then caught
         /// up); if not, the successor asks for more.
         complete: bool,
+        /// More replies to the same request follow (the successor waits for the last one of
+        /// the window before it asks again).
+        more: bool,
     },
     /// Predecessor to successor, when its log no longer holds what the successor lacks: a
-    /// chunk of its committed state (an encoded [`Snapshot`]), sent one chunk per request so
-    /// that a dropped connection only costs the chunk in flight.
+    /// chunk of its committed state (an encoded [`Snapshot`]), a window of chunks per request,
+    /// so that a dropped connection costs only the window in flight.
     SnapshotChunk {
         /// The configuration epoch.
         epoch: u64,
@@ -141,6 +144,8 @@ pub enum Message<S: StateMachine> {
         offset: u64,
         /// The bytes.
         bytes: Vec<u8>,
+        /// More chunks answering the same request follow.
+        more: bool,
     },
     /// Predecessor to successor: writes flowing down the chain (a batch, in order).
     Forward {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{ChainConfig, ClientId, Member, ReplicaId};
 use super::machine::{RestoreError, StateMachine};
-use super::message::{ControlMessage, Entry, Message, Peer, Session};
+use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot};
 
 mod journal;
 mod sync;
@@ -40,6 +40,9 @@ pub struct ReplicaSettings {
     /// About how many bytes one catch-up message carries (entries in a
     /// [`Message::SyncReply`], or snapshot bytes in a [`Message::SnapshotChunk`]).
     pub sync_chunk: usize,
+    /// How many catch-up messages answer one request (a window: the successor asks again
+    /// after the last, so a transfer costs one round trip per window, not per chunk).
+    pub sync_window: usize,
     /// How many committed entries a replica keeps in memory after applying them, so that a
     /// successor that is behind by no more than that catches up from the log instead of a
     /// snapshot.
@@ -53,7 +56,7 @@ pub struct ReplicaSettings {
 impl ReplicaSettings {
     /// Settings for a configuration group of the given raft ids: 300 ms leases, 450 ms fence
     /// wait, 20 ms retransmission, 400 ms suspicion, batches of 64, catch-up messages of about
-    /// 1 MiB, the last 100,000 committed entries kept for catch-up.
+    /// 1 MiB in windows of 8, the last 100,000 committed entries kept for catch-up.
     pub fn new(group: Vec<u64>) -> Self {
         Self {
             lease: Duration::from_millis(300),
@@ -63,6 +66,7 @@ impl ReplicaSettings {
             batch_max: 64,
             group,
             sync_chunk: 1024 * 1024,
+            sync_window: 8,
             history: 100_000,
             journal: false,
         }
@@ -107,6 +111,10 @@ pub struct Replica<S: StateMachine> {
     /// Never held state (not recovered from storage): only such a replica may start the
     /// first configuration's chain empty as its head.
     fresh: bool,
+    /// Configurations older than this are never adopted: the newest epoch adopted before a
+    /// restart. (A group node that lags can still hand out an older committed configuration,
+    /// and a restarted replica that adopted it could serve in a chain long replaced.)
+    floor_epoch: u64,
     machine: S,
     committed: u64,
     /// Uncommitted entries, `committed + 1 ..= received`.
@@ -176,6 +184,7 @@ impl<S: StateMachine> Replica<S> {
             synced: false,
             synced_epoch: 0,
             fresh: true,
+            floor_epoch: 0,
             machine: S::default(),
             committed: 0,
             log: BTreeMap::new(),
@@ -217,6 +226,7 @@ impl<S: StateMachine> Replica<S> {
         let mut replica = Self::new(id, incarnation, settings);
         replica.synced_epoch = recovered.synced_epoch;
         replica.fresh = recovered.fresh;
+        replica.floor_epoch = recovered.adopted_epoch;
         if let Some(snapshot) = recovered.snapshot {
             replica.machine.restore(&snapshot.state)?;
             replica.committed = snapshot.committed;
@@ -303,12 +313,16 @@ impl<S: StateMachine> Replica<S> {
     /// Adopts `config` if it is newer than the current one. Only configurations committed by
     /// the configuration group may be passed here.
     pub fn handle_config(&mut self, config: ChainConfig, now: Instant) {
-        if self
-            .config
-            .as_ref()
-            .is_some_and(|c| c.epoch >= config.epoch)
+        if config.epoch < self.floor_epoch
+            || self
+                .config
+                .as_ref()
+                .is_some_and(|c| c.epoch >= config.epoch)
         {
             return;
+        }
+        if self.settings.journal {
+            self.journal.push(JournalOp::Adopted(config.epoch));
         }
         let me = config
             .member(self.id)
@@ -325,15 +339,19 @@ impl<S: StateMachine> Replica<S> {
         let Some(me) = me else { return };
         let position = self.position();
         if me.since > self.synced_epoch {
-            // Added (again) after our last sync: our log may have diverged. Start over from
-            // the predecessor's snapshot. The head of the first configuration starts empty by
-            // definition, and so does the only member of a chain that started empty (a node's
-            // chain forms by appending replicas to an empty first configuration; the group
-            // never removes a chain's last member, so a sole member added after epoch 1 was
-            // appended to an empty chain). Any other head in this state (a replica restarted
-            // from storage that vouches for nothing, or one built by a future kind of
-            // reconfiguration) stays unsynced: safe, and the chain waits.
-            self.reset();
+            // Added (again) after our last sync: our uncommitted entries may have diverged
+            // from the chain's, so they go; what we committed is final everywhere and stays,
+            // and we catch up from there. (Starting over empty instead would throw away a copy
+            // of committed writes that may be the last one: the group may have removed this
+            // replica on stale news while the only other holder had just died.) The head of
+            // the first configuration starts empty by definition, and so does the only
+            // member of a chain that started empty (a node's chain forms by appending replicas
+            // to an empty first configuration; the group never removes a chain's last member,
+            // so a sole member added after epoch 1 was appended to an empty chain). Any other
+            // head in this state (a replica restarted from storage that vouches for nothing,
+            // or one built by a future kind of reconfiguration) stays unsynced: safe, and the
+            // chain waits.
+            self.forget_uncommitted();
             let sole = self.config.as_ref().is_some_and(|c| c.members.len() == 1);
             if position == Some(0) && (me.since > 1 || !self.fresh) && !sole {
                 return;
@@ -404,9 +422,10 @@ impl<S: StateMachine> Replica<S> {
                 epoch,
                 entries,
                 complete,
+                more,
             } => {
                 if self.check_epoch(epoch, now) && self.is_predecessor(from) && !self.synced {
-                    self.on_sync_reply(entries, complete, now);
+                    self.on_sync_reply(entries, complete, more, now);
                 }
             }
             Message::SnapshotChunk {
@@ -415,9 +434,10 @@ impl<S: StateMachine> Replica<S> {
                 total,
                 offset,
                 bytes,
+                more,
             } => {
                 if self.check_epoch(epoch, now) && self.is_predecessor(from) && !self.synced {
-                    self.on_snapshot_chunk(index, total, offset, bytes, now);
+                    self.on_snapshot_chunk(index, total, offset, bytes, more, now);
                 }
             }
             Message::Forward { epoch, entries } => {
@@ -836,6 +856,26 @@ impl<S: StateMachine> Replica<S> {
             if self.settings.journal {
                 self.journal.push(JournalOp::Synced(epoch));
             }
+        }
+    }
+
+    /// Drops everything not committed; the committed state stays.
+    fn forget_uncommitted(&mut self) {
+        self.log.clear();
+        self.dirty.clear();
+        self.pending.clear();
+        self.early.clear();
+        self.received = self.committed;
+        self.outgoing = None;
+        self.incoming = None;
+        if self.settings.journal {
+            // The store keeps the log from the last snapshot on: replace it with the
+            // committed state, so that the dropped entries are gone there too.
+            self.journal.push(JournalOp::Reset(Some(Snapshot {
+                committed: self.committed,
+                state: self.machine.snapshot(),
+                sessions: self.sessions.clone(),
+            })));
         }
     }
 

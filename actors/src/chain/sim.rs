@@ -842,6 +842,7 @@ fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings 
     // Tiny catch-up messages and history, so that every run sends snapshots and entries in
     // many chunks (a snapshot here is a few hundred bytes).
     replica.sync_chunk = 48;
+    replica.sync_window = 3;
     replica.history = 8;
     replica
 }

@@ -6,7 +6,7 @@
 //!   node.id                   128-bit node id + incarnation counter, checksummed
 //!   chain/<shard>/log/        segments: <first index>.log
 //!   chain/<shard>/snapshots/  <index>.snap, <index>-<crc>.partial while receiving
-//!   chain/<shard>/replica.meta  the replica's incarnation and synced epoch
+//!   chain/<shard>/replica.meta  the replica's incarnation, synced and adopted epochs
 //!   group/log/                the configuration group's raft log (group nodes only)
 //! ```
 
@@ -186,6 +186,16 @@ impl DataDir {
     /// The directory of the configuration group's raft log.
     pub fn group_dir(&self) -> PathBuf {
         self.root.join("group")
+    }
+
+    /// The directory of chain `shard`'s configuration-group raft log: [`group_dir`](
+    /// Self::group_dir) (`group/`) for shard 0, so directories written before shards existed
+    /// keep working, and `group.<shard>/` beside it for every other shard.
+    pub fn group_dir_of(&self, shard: u64) -> PathBuf {
+        match shard {
+            0 => self.group_dir(),
+            shard => self.root.join(format!("group.{shard}")),
+        }
     }
 
     /// The storage the directory lives on.

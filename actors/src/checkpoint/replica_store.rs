@@ -14,8 +14,8 @@ use super::storage::Storage;
 use super::typed::{ChainStoreError, load_snapshot, read_entries};
 
 const META: &str = "replica.meta";
-const META_MAGIC: &[u8; 8] = b"PHXREPL1";
-const META_LEN: usize = 8 + 8 + 8 + 4;
+const META_MAGIC: &[u8; 8] = b"PHXREPL2";
+const META_LEN: usize = 8 + 8 + 8 + 8 + 4;
 /// Snapshots kept on disk.
 const KEEP_SNAPSHOTS: usize = 2;
 /// Bytes read from the log per batch while recovering.
@@ -28,6 +28,9 @@ pub struct ReplicaMeta {
     pub incarnation: u64,
     /// The last epoch the stored state caught up in (0: it vouches for nothing).
     pub synced_epoch: u64,
+    /// The newest configuration epoch the replica adopted: after a restart it never adopts
+    /// an older one (a lagging group node may still hand one out).
+    pub adopted_epoch: u64,
 }
 
 /// A replica store operation failed.
@@ -85,7 +88,7 @@ pub struct Opened<S: StateMachine> {
 /// snapshot store and a small metadata file, and what a restarted replica recovers from them.
 ///
 /// ```text
-/// <dir>/replica.meta   incarnation + synced epoch, checksummed, replaced atomically
+/// <dir>/replica.meta   incarnation, synced and adopted epochs; checksummed, replaced atomically
 /// <dir>/log/           the entries (log index = sequence number)
 /// <dir>/snapshots/     committed state + deduplication table
 /// ```
@@ -235,6 +238,7 @@ impl ReplicaStore {
             meta: meta.unwrap_or(ReplicaMeta {
                 incarnation: 0,
                 synced_epoch: 0,
+                adopted_epoch: 0,
             }),
             generation: Arc::new(Mutex::new(0)),
             always,
@@ -246,6 +250,7 @@ impl ReplicaStore {
                 snapshot,
                 entries,
                 fresh: meta.is_none(),
+                adopted_epoch: meta.map_or(0, |m| m.adopted_epoch),
             },
             log_recovery,
             gap,
@@ -272,6 +277,7 @@ impl ReplicaStore {
         self.write_meta(ReplicaMeta {
             incarnation,
             synced_epoch: 0,
+            adopted_epoch: 0,
         })
     }
 
@@ -311,8 +317,14 @@ impl ReplicaStore {
                 JournalOp::Synced(epoch) => {
                     self.log.commit(now)?;
                     self.write_meta(ReplicaMeta {
-                        incarnation: self.meta.incarnation,
                         synced_epoch: epoch,
+                        ..self.meta
+                    })?;
+                }
+                JournalOp::Adopted(epoch) => {
+                    self.write_meta(ReplicaMeta {
+                        adopted_epoch: epoch.max(self.meta.adopted_epoch),
+                        ..self.meta
                     })?;
                 }
             }
@@ -370,8 +382,8 @@ impl ReplicaStore {
     ) -> Result<(), ReplicaStoreError> {
         self.log.commit(Instant::now())?;
         self.write_meta(ReplicaMeta {
-            incarnation: self.meta.incarnation,
             synced_epoch: 0,
+            ..self.meta
         })?;
         let mut generation = self
             .generation
@@ -406,8 +418,9 @@ fn encode_meta(meta: ReplicaMeta) -> [u8; META_LEN] {
     out[..8].copy_from_slice(META_MAGIC);
     out[8..16].copy_from_slice(&meta.incarnation.to_le_bytes());
     out[16..24].copy_from_slice(&meta.synced_epoch.to_le_bytes());
-    let crc = crc32fast::hash(&out[..24]);
-    out[24..].copy_from_slice(&crc.to_le_bytes());
+    out[24..32].copy_from_slice(&meta.adopted_epoch.to_le_bytes());
+    let crc = crc32fast::hash(&out[..32]);
+    out[32..].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
@@ -422,13 +435,14 @@ fn decode_meta(bytes: &[u8]) -> Result<ReplicaMeta, &'static str> {
         u64::from_le_bytes(out)
     };
     let mut crc = [0; 4];
-    crc.copy_from_slice(&bytes[24..]);
-    if u32::from_le_bytes(crc) != crc32fast::hash(&bytes[..24]) {
+    crc.copy_from_slice(&bytes[32..]);
+    if u32::from_le_bytes(crc) != crc32fast::hash(&bytes[..32]) {
         return Err("checksum mismatch");
     }
     Ok(ReplicaMeta {
         incarnation: word(8),
         synced_epoch: word(16),
+        adopted_epoch: word(24),
     })
 }
 

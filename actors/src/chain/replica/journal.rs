@@ -21,6 +21,9 @@ pub enum JournalOp<S: StateMachine> {
     Reset(Option<Snapshot<S>>),
     /// The replica caught up in `epoch` (stored as its synced epoch).
     Synced(u64),
+    /// The replica adopted the configuration of `epoch`; after a restart it must not adopt
+    /// an older one.
+    Adopted(u64),
 }
 
 /// What a restarted replica recovered from its storage, for [`Replica::recover`](super::Replica::recover).
@@ -37,6 +40,8 @@ pub struct Recovered<S: StateMachine> {
     /// vouches for nothing (`synced_epoch` 0) is not fresh: it may have held data, so it never
     /// starts a chain empty.
     pub fresh: bool,
+    /// The newest configuration epoch adopted before the restart (0: none).
+    pub adopted_epoch: u64,
 }
 
 impl<S: StateMachine> Recovered<S> {
@@ -47,6 +52,7 @@ impl<S: StateMachine> Recovered<S> {
             snapshot: None,
             entries: Vec::new(),
             fresh: true,
+            adopted_epoch: 0,
         }
     }
 }

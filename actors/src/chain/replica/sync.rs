@@ -39,29 +39,44 @@ impl<S: StateMachine> Replica<S> {
         };
         let to = Peer::Replica(successor.id);
         if have <= self.received && have + 1 >= self.first_sendable() {
-            // The successor's log is a prefix of ours: send what follows, a chunk at a time.
+            // The successor's log is a prefix of ours: send what follows, a window of chunks
+            // per request.
             self.outgoing = None;
-            let mut entries = Vec::new();
-            let mut bytes = 0;
             let history = self.history.iter().skip_while(|e| e.seq <= have);
-            for entry in history.chain(self.log.range(have + 1..).map(|(_, e)| e)) {
-                bytes +=
-                    postcard::serialize_with_flavor(entry, postcard::ser_flavors::Size::default())
-                        .unwrap_or(0);
-                entries.push(entry.clone());
-                if bytes >= self.settings.sync_chunk {
+            let mut following = history.chain(self.log.range(have + 1..).map(|(_, e)| e));
+            let mut replies = Vec::new();
+            for _ in 0..self.settings.sync_window.max(1) {
+                let mut entries = Vec::new();
+                let mut bytes = 0;
+                for entry in following.by_ref() {
+                    bytes += postcard::serialize_with_flavor(
+                        entry,
+                        postcard::ser_flavors::Size::default(),
+                    )
+                    .unwrap_or(0);
+                    entries.push(entry.clone());
+                    if bytes >= self.settings.sync_chunk {
+                        break;
+                    }
+                }
+                let complete = entries.last().is_none_or(|e| e.seq == self.received);
+                replies.push((entries, complete));
+                if complete {
                     break;
                 }
             }
-            let complete = entries.last().is_none_or(|e| e.seq == self.received);
-            self.send(
-                to,
-                Message::SyncReply {
-                    epoch,
-                    entries,
-                    complete,
-                },
-            );
+            let last = replies.len().saturating_sub(1);
+            for (i, (entries, complete)) in replies.into_iter().enumerate() {
+                self.send(
+                    to,
+                    Message::SyncReply {
+                        epoch,
+                        entries,
+                        complete,
+                        more: i < last,
+                    },
+                );
+            }
             return;
         }
         // Too far behind (or ahead: a log that cannot be ours): our committed state, in
@@ -85,20 +100,28 @@ impl<S: StateMachine> Replica<S> {
             .filter(|c| c.index == index)
             .map_or(0, |c| c.offset)
             .min(encoded.len() as u64);
-        let start = offset as usize;
-        let end = start
-            .saturating_add(self.settings.sync_chunk.max(1))
-            .min(encoded.len());
-        self.send(
-            to,
-            Message::SnapshotChunk {
-                epoch,
-                index,
-                total: encoded.len() as u64,
-                offset,
-                bytes: encoded[start..end].to_vec(),
-            },
-        );
+        let chunk = self.settings.sync_chunk.max(1);
+        let window = self.settings.sync_window.max(1);
+        let mut start = offset as usize;
+        for i in 0..window {
+            let end = start.saturating_add(chunk).min(encoded.len());
+            let more = i + 1 < window && end < encoded.len();
+            self.send(
+                to,
+                Message::SnapshotChunk {
+                    epoch,
+                    index,
+                    total: encoded.len() as u64,
+                    offset: start as u64,
+                    bytes: encoded[start..end].to_vec(),
+                    more,
+                },
+            );
+            if !more {
+                break;
+            }
+            start = end;
+        }
     }
 
     pub(super) fn on_snapshot_chunk(
@@ -107,6 +130,7 @@ impl<S: StateMachine> Replica<S> {
         total: u64,
         offset: u64,
         bytes: Vec<u8>,
+        more: bool,
         now: Instant,
     ) {
         let fresh = self
@@ -115,8 +139,8 @@ impl<S: StateMachine> Replica<S> {
             .is_none_or(|(known, length, _)| *known != index || *length != total);
         if fresh {
             if offset != 0 {
-                // A chunk of a transfer we do not hold: ask again from where we are.
-                self.request_sync(now);
+                // A chunk of a transfer we do not hold (its start was lost, or it is from an
+                // older request): the retransmission timer asks again from where we are.
                 return;
             }
             self.incoming = Some((index, total, Vec::new()));
@@ -125,13 +149,19 @@ impl<S: StateMachine> Replica<S> {
             return;
         };
         if offset != received.len() as u64 || offset + bytes.len() as u64 > total {
-            // A duplicate or a stray chunk: ask again from where we are.
-            self.request_sync(now);
+            // A duplicate, or a chunk after a lost one: the retransmission timer asks again
+            // from where we are (asking at once for every such chunk of a window would
+            // multiply the windows in flight).
             return;
         }
         received.extend_from_slice(&bytes);
         if (received.len() as u64) < total {
-            self.request_sync(now);
+            if more {
+                // More of this window is on its way: that is progress, not silence.
+                self.last_sync_request = Some(now);
+            } else {
+                self.request_sync(now);
+            }
             return;
         }
         let Some((_, _, encoded)) = self.incoming.take() else {
@@ -165,11 +195,25 @@ impl<S: StateMachine> Replica<S> {
         self.request_sync(now);
     }
 
-    pub(super) fn on_sync_reply(&mut self, entries: Vec<Entry<S>>, complete: bool, now: Instant) {
+    pub(super) fn on_sync_reply(
+        &mut self,
+        entries: Vec<Entry<S>>,
+        complete: bool,
+        more: bool,
+        now: Instant,
+    ) {
         self.incoming = None;
+        let last = entries.last().map(|entry| entry.seq);
         self.append(entries);
+        // Replies of one window can overtake each other: the last one only completes the
+        // catch-up if everything before it arrived (else its entries wait in `early`).
+        let complete = complete && last.is_none_or(|last| self.received >= last);
         if !complete {
-            self.request_sync(now);
+            if more {
+                self.last_sync_request = Some(now);
+            } else {
+                self.request_sync(now);
+            }
             return;
         }
         self.mark_synced();

@@ -52,7 +52,8 @@ fn a_fresh_store_recovers_nothing_and_keeps_its_incarnation() {
         opened.meta,
         Some(ReplicaMeta {
             incarnation: 7,
-            synced_epoch: 0
+            synced_epoch: 0,
+            adopted_epoch: 0,
         })
     );
 }
