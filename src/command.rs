@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use phalanx::actors::chain::ChainConfig;
+use phalanx::actors::chain::driver::ReplicaStatus;
 use phalanx::node::{
-    ChainReport, ClockChange, KvAnswer, KvRequest, Node, NodeConfig, chain_status_of, clock_of,
+    ClockChange, KvAnswer, KvRequest, Node, NodeConfig, ShardReport, chain_status_of, clock_of,
     cluster_id, kv_of, members_of,
 };
-use phalanx::transports::Key;
+use phalanx::transports::{ClusterId, Key};
 use phalanx::{Runtime, block_on};
 
 /// How a command authenticates to the cluster.
@@ -46,7 +48,8 @@ pub(crate) struct NodeOptions {
     mdns: bool,
     /// Directory for the node's durable state: its identity (a node restarted on the same
     /// directory is the same node, with a new incarnation) and a lock against a second
-    /// process. The chain's log and snapshots will live there too (not yet).
+    /// process. The chain replicas' logs, snapshots and journals and the configuration-group
+    /// nodes' raft logs live there too.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Serve metrics as Prometheus text at http://ADDR/metrics (for example 127.0.0.1:9464).
@@ -65,6 +68,11 @@ pub(crate) struct NodeOptions {
     /// --chain-group) and `phalanx kv` requests, but never holds chain data.
     #[arg(long)]
     no_replica: bool,
+    /// How many independent chains (shards) split the key space: a key's chain is the FNV-1a
+    /// hash of the key modulo N, and rendezvous hashing spreads the chains over the nodes.
+    /// MUST be the same on every node of the cluster.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    chain_shards: u32,
     #[command(flatten)]
     security: Security,
 }
@@ -140,7 +148,8 @@ pub(crate) struct ChainOptions {
 /// A chain command.
 #[derive(Debug, clap::Subcommand)]
 enum ChainCommand {
-    /// Shows the chain: epoch, members from head to tail, and each replica's progress.
+    /// Shows the chain of every shard: epoch, members from head to tail, and each replica's
+    /// progress.
     Status {
         #[command(flatten)]
         target: Target,
@@ -206,6 +215,7 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     config.key = key;
     config.chain_group = options.chain_group.clone();
     config.chain_replica = !options.no_replica;
+    config.chain_shards = options.chain_shards;
     let period = Duration::from_millis(options.probe_interval.max(10));
     config.gossip.probe_interval = period;
     config.gossip.probe_timeout = period / 2;
@@ -355,50 +365,26 @@ pub(crate) fn chain(options: &ChainOptions) -> Outcome {
                 target.node
             ));
         }
-        let Some(config) = report.config.clone().filter(|c| !c.members.is_empty()) else {
+        let mut any = false;
+        for (index, shard) in report.shards.iter().enumerate() {
+            let Some(config) = shard.config.clone().filter(|c| !c.members.is_empty()) else {
+                if report.shards.len() > 1 {
+                    println!("chain {}: no configuration with members yet", shard.shard);
+                }
+                continue;
+            };
+            if any {
+                println!();
+            }
+            any = true;
+            let members = shard_members(shard, index, cluster, secret.clone(), timeout).await;
+            print_chain(shard.shard, &config, &members);
+        }
+        if !any && report.shards.len() <= 1 {
             println!(
                 "no chain yet (no configuration with members; is the configuration group up?)"
             );
             return Ok(());
-        };
-        println!(
-            "chain 0: epoch {}, {} member(s), head to tail",
-            config.epoch,
-            config.members.len()
-        );
-        let mut rows: Vec<(u64, Option<SocketAddr>, Option<ChainReport>)> = Vec::new();
-        for (id, addr) in &report.addresses {
-            let member = match addr {
-                Some(addr) => chain_status_of(*addr, cluster, secret.clone(), timeout)
-                    .await
-                    .ok(),
-                None => None,
-            };
-            rows.push((*id, *addr, member));
-        }
-        let front = rows
-            .iter()
-            .filter_map(|(_, _, r)| r.as_ref()?.replica.as_ref().map(|s| s.received))
-            .max()
-            .unwrap_or(0);
-        println!(
-            "{:<4} {:<16}  {:<21}  {:>10}  {:>10}  {:>6}",
-            "POS", "REPLICA", "ADDRESS", "COMMITTED", "RECEIVED", "LAG"
-        );
-        for (position, (id, addr, member)) in rows.iter().enumerate() {
-            let addr = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
-            let status = member.as_ref().and_then(|m| m.replica.as_ref());
-            let (committed, received, lag) = match status {
-                Some(s) => (
-                    s.committed.to_string(),
-                    s.received.to_string(),
-                    front.saturating_sub(s.committed).to_string(),
-                ),
-                None => ("?".into(), "?".into(), "?".into()),
-            };
-            println!(
-                "{position:<4} {id:016x}  {addr:<21}  {committed:>10}  {received:>10}  {lag:>6}"
-            );
         }
         if let Some(group) = &report.group {
             let role = if group.leader { "leader" } else { "follower" };
@@ -407,8 +393,79 @@ pub(crate) fn chain(options: &ChainOptions) -> Outcome {
                 target.node, group.id
             );
         }
+        let leads: Vec<String> = report
+            .shards
+            .iter()
+            .skip(1)
+            .filter(|s| s.group.as_ref().is_some_and(|g| g.leader))
+            .map(|s| s.shard.to_string())
+            .collect();
+        if !leads.is_empty() {
+            println!(
+                "{} leads the configuration group of shard(s) {}",
+                target.node,
+                leads.join(",")
+            );
+        }
         Ok(())
     })
+}
+
+/// A chain member as `phalanx chain status` prints it: id, address, and its replica's
+/// progress in that shard if it answered.
+type MemberProgress = (u64, Option<SocketAddr>, Option<ReplicaStatus>);
+
+/// Asks every member of `shard`'s chain (the `index`th shard of the report) for its progress.
+async fn shard_members(
+    shard: &ShardReport,
+    index: usize,
+    cluster: ClusterId,
+    secret: Option<Key>,
+    timeout: Duration,
+) -> Vec<MemberProgress> {
+    let mut rows = Vec::new();
+    for (id, addr) in &shard.addresses {
+        let status = match addr {
+            Some(addr) => chain_status_of(*addr, cluster, secret.clone(), timeout)
+                .await
+                .ok()
+                .and_then(|report| report.shards.into_iter().nth(index)?.replica),
+            None => None,
+        };
+        rows.push((*id, *addr, status));
+    }
+    rows
+}
+
+/// Prints one shard's chain: a header line and one row per member, head first. The row
+/// format is parsed by the process tests (`tests/support/nodes.rs`): keep it.
+fn print_chain(shard: u32, config: &ChainConfig, rows: &[MemberProgress]) {
+    println!(
+        "chain {shard}: epoch {}, {} member(s), head to tail",
+        config.epoch,
+        config.members.len()
+    );
+    let front = rows
+        .iter()
+        .filter_map(|(_, _, status)| status.as_ref().map(|s| s.received))
+        .max()
+        .unwrap_or(0);
+    println!(
+        "{:<4} {:<16}  {:<21}  {:>10}  {:>10}  {:>6}",
+        "POS", "REPLICA", "ADDRESS", "COMMITTED", "RECEIVED", "LAG"
+    );
+    for (position, (id, addr, status)) in rows.iter().enumerate() {
+        let addr = addr.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let (committed, received, lag) = match status {
+            Some(s) => (
+                s.committed.to_string(),
+                s.received.to_string(),
+                front.saturating_sub(s.committed).to_string(),
+            ),
+            None => ("?".into(), "?".into(), "?".into()),
+        };
+        println!("{position:<4} {id:016x}  {addr:<21}  {committed:>10}  {received:>10}  {lag:>6}");
+    }
 }
 
 /// Changes (or, with neither option, shows) the chain clock offset of the node at `--node`.

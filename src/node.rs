@@ -11,6 +11,9 @@
 //! └── chain.client  the client behind [`Node::kv`]
 //! ```
 //!
+//! With [`NodeConfig::chain_shards`] above 1, `chain.group`, `chain.replica` and
+//! `chain.client` repeat for every shard `s` after 0 as `chain.group.s` and so on.
+//!
 //! How chains are configured and routed: see the `chain` module (`src/node/chain.rs`).
 //!
 //! Every service is an actor restarted by the root supervisor like any user actor. A node's
@@ -47,10 +50,10 @@ use phalanx_transports::{
 };
 
 pub use admin::{
-    AdminRequest, ChainReport, ClockChange, KvAnswer, KvRequest, MemberRow, chain_status_of,
-    clock_of, kv_of, members_of,
+    AdminRequest, ChainReport, ClockChange, KvAnswer, KvRequest, MemberRow, ShardReport,
+    chain_status_of, clock_of, kv_of, members_of,
 };
-pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire};
+pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire, shard_of};
 pub use gossip::{GossipMessage, GossipWire};
 pub use kv::{Kv, KvError};
 
@@ -94,6 +97,13 @@ pub struct NodeConfig {
     /// Run a chain replica (the default). Without one, a node with a chain group is a
     /// client-only node: [`Node::kv`] works, but the node never joins the chain.
     pub chain_replica: bool,
+    /// How many independent chains (shards) the key space is split into; 1 by default, 0
+    /// counts as 1. It must be the same on every node of the cluster: it decides which chain
+    /// a key belongs to ([`shard_of`]). Each shard has its own configuration-group state,
+    /// replica and client on every node, and rendezvous hashing spreads the shards' chains
+    /// over the nodes (see the module docs of `src/node/chain.rs` and the replicated-state
+    /// chapter of the book).
+    pub chain_shards: u32,
     /// The node's data directory: it keeps the node's identity, so a node restarted on the
     /// same directory is the same node (same id, a new incarnation), a lock, so two
     /// processes never share one, and the chain's durable state: the replica's log,
@@ -172,6 +182,7 @@ impl NodeConfig {
             gossip: GossipConfig::default(),
             chain_group: Vec::new(),
             chain_replica: true,
+            chain_shards: 1,
             data_dir: None,
         }
     }
@@ -302,7 +313,7 @@ impl Node {
     /// [`KvError::Disabled`].
     pub fn kv(&self) -> Kv {
         Kv::new(
-            self.chain.as_ref().map(|chain| chain.names.client.clone()),
+            self.chain.as_ref().map(|chain| chain.client_names()),
             self.id().to_string(),
         )
     }

@@ -96,7 +96,11 @@ pub enum KvAnswer {
     Swapped(bool),
 }
 
-/// A node's view of the chain, for `phalanx chain status`.
+/// A node's view of the chains, for `phalanx chain status`.
+///
+/// `config`, `replica`, `group` and `addresses` describe shard 0 (the only chain unless the
+/// cluster runs with several [`chain_shards`](super::NodeConfig::chain_shards)); `shards`
+/// describes every shard, 0 included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChainReport {
@@ -104,18 +108,37 @@ pub struct ChainReport {
     pub enabled: bool,
     /// The node's replica id (its membership id).
     pub replica_id: u64,
-    /// The newest configuration the node knows (from its group node or its replica).
+    /// The newest configuration of shard 0 the node knows (from its group node or its
+    /// replica).
     pub config: Option<ChainConfig>,
-    /// The node's replica.
+    /// The node's replica of shard 0.
     pub replica: Option<ReplicaStatus>,
-    /// The node's configuration-group node, if it is one.
+    /// The node's configuration-group node of shard 0, if it is one.
+    pub group: Option<GroupStatus>,
+    /// The addresses of shard 0's configuration's members, where known.
+    pub addresses: Vec<(u64, Option<SocketAddr>)>,
+    /// Every shard, in shard order (empty when chains are disabled).
+    pub shards: Vec<ShardReport>,
+}
+
+/// A node's view of one shard's chain, in a [`ChainReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ShardReport {
+    /// The shard.
+    pub shard: u32,
+    /// The newest configuration of the shard's chain the node knows.
+    pub config: Option<ChainConfig>,
+    /// The node's replica of the shard.
+    pub replica: Option<ReplicaStatus>,
+    /// The node's configuration-group node of the shard, if it is one.
     pub group: Option<GroupStatus>,
     /// The addresses of the configuration's members, where known.
     pub addresses: Vec<(u64, Option<SocketAddr>)>,
 }
 
 impl RemoteMessage for AdminRequest {
-    const TAG: &'static str = "phalanx.AdminRequest.v3";
+    const TAG: &'static str = "phalanx.AdminRequest.v4";
 }
 
 /// One member in a node's view of the cluster.
@@ -133,7 +156,8 @@ pub struct MemberRow {
     /// Whether this row is the answering node itself.
     pub is_self: bool,
     /// What the member does for the cluster as the answering node sees it: `group` (a
-    /// configuration-group node), `head`, `middle` or `tail` (its place in the chain).
+    /// configuration-group node), `head`, `middle` or `tail` (its place in the chain); with
+    /// several shards the place carries the shard, as `head/2` (head of shard 2's chain).
     #[serde(default)]
     pub roles: Vec<String>,
 }
@@ -190,25 +214,36 @@ impl AdminActor {
     }
 }
 
-/// Marks the configuration-group nodes and the chain's members in a membership table.
+/// Marks the configuration-group nodes and the chains' members in a membership table.
 async fn with_roles(mut rows: Vec<MemberRow>, chain: &Arc<ChainServices>) -> Vec<MemberRow> {
     let report = chain_report(Some(chain.clone())).await;
-    let members = report
-        .config
-        .map(|config| config.members)
-        .unwrap_or_default();
+    let several = report.shards.len() > 1;
     for row in &mut rows {
         if chain.is_group_address(row.addr) {
             row.roles.push("group".to_owned());
         }
-        if let Some(position) = members.iter().position(|m| m.id.0 == row.node) {
-            let place = match position {
-                0 if members.len() == 1 => "head,tail",
-                0 => "head",
-                p if p + 1 == members.len() => "tail",
-                _ => "middle",
+        for shard in &report.shards {
+            let members = shard
+                .config
+                .as_ref()
+                .map(|config| config.members.as_slice())
+                .unwrap_or_default();
+            let Some(position) = members.iter().position(|m| m.id.0 == row.node) else {
+                continue;
             };
-            row.roles.push(place.to_owned());
+            let places: &[&str] = match position {
+                0 if members.len() == 1 => &["head", "tail"],
+                0 => &["head"],
+                p if p + 1 == members.len() => &["tail"],
+                _ => &["middle"],
+            };
+            for place in places {
+                row.roles.push(if several {
+                    format!("{place}/{}", shard.shard)
+                } else {
+                    (*place).to_owned()
+                });
+            }
         }
     }
     rows
@@ -223,10 +258,28 @@ pub(crate) async fn chain_report(chain: Option<Arc<ChainServices>>) -> ChainRepo
             replica: None,
             group: None,
             addresses: Vec::new(),
+            shards: Vec::new(),
         };
     };
-    let replica = chain.replica_status().await;
-    let group = chain.group_status().await;
+    let mut shards = Vec::new();
+    for shard in 0..chain.shards() {
+        shards.push(shard_report(&chain, shard).await);
+    }
+    let first = shards.first().cloned();
+    ChainReport {
+        enabled: true,
+        replica_id: chain.me,
+        config: first.as_ref().and_then(|s| s.config.clone()),
+        replica: first.as_ref().and_then(|s| s.replica.clone()),
+        group: first.as_ref().and_then(|s| s.group.clone()),
+        addresses: first.map(|s| s.addresses).unwrap_or_default(),
+        shards,
+    }
+}
+
+async fn shard_report(chain: &ChainServices, shard: u32) -> ShardReport {
+    let replica = chain.replica_status_of(shard).await;
+    let group = chain.group_status_of(shard).await;
     let config = [
         group.as_ref().map(|g| g.committed.clone()),
         replica.as_ref().and_then(|r| r.config.clone()),
@@ -238,9 +291,8 @@ pub(crate) async fn chain_report(chain: Option<Arc<ChainServices>>) -> ChainRepo
         .as_ref()
         .map(|config| chain.addresses(config))
         .unwrap_or_default();
-    ChainReport {
-        enabled: true,
-        replica_id: chain.me,
+    ShardReport {
+        shard,
         config,
         replica,
         group,
@@ -299,7 +351,7 @@ impl Actor for AdminActor {
             }
             AdminRequest::Kv(request, reply) => {
                 let kv = Kv::new(
-                    self.chain.as_ref().map(|c| c.names.client.clone()),
+                    self.chain.as_ref().map(|c| c.client_names()),
                     self.remoting.node().to_string(),
                 );
                 phalanx_runtime::spawn(async move {

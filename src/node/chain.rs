@@ -1,5 +1,6 @@
-//! The node's chain services: a replica, a configuration-group node where this node is one,
-//! a client, and the router that carries their packets over the remoting layer.
+//! The node's chain services: per shard a replica, a configuration-group node where this
+//! node is one, and a client; and the router that carries their packets over the remoting
+//! layer.
 //!
 //! # How chains are configured
 //!
@@ -14,23 +15,44 @@
 //!   the number of restarts of the replica actor (without a data directory a restart loses
 //!   the replica's state, so it must come back as a new member). With a data directory
 //!   ([`NodeConfig::data_dir`](super::NodeConfig::data_dir)) the replica keeps its log,
-//!   snapshots and incarnation in `chain/0/` there, synced before anything depending on them
-//!   is sent: a restarted replica (actor or process) is the same member with the same state,
-//!   and a whole cluster stopped and started again keeps every acknowledged write. A group
-//!   node keeps its raft log in `group/` the same way.
+//!   snapshots and incarnation in `chain/<shard>/` there, synced before anything depending on
+//!   them is sent: a restarted replica (actor or process) is the same member with the same
+//!   state, and a whole cluster stopped and started again keeps every acknowledged write. A
+//!   group node keeps its raft log in `group/` (shard 0) or `group.<shard>/` the same way.
 //! - The replica asks the group for leases, and the group appends it at the tail of the
 //!   chain until the chain has [`CHAIN_LENGTH`] members; the first configuration is empty.
-//! - One chain (shard 0) for now. With several shards, the placement rule is rendezvous
-//!   hashing ([`place_chain`](phalanx_actors::chain::place_chain)): shard `s`'s chain is
-//!   `place_chain(s, live replicas, 3)`, each shard with its own configuration group state,
-//!   and a key's shard a stable hash of the key modulo the shard count.
 //! - Chains need a cluster key: raft messages are decoded only from authenticated frames.
+//!
+//! # Shards and placement
+//!
+//! [`NodeConfig::chain_shards`](super::NodeConfig::chain_shards) (CLI `--chain-shards N`,
+//! default 1, the same on every node) splits the key space into `N` independent chains.
+//! Shard `s` has everything a single chain has, separately: on every group node its own
+//! configuration-group node (its own raft group, with the same raft ids), on every replica
+//! node its own replica (same replica id, the node's membership id), on every node its own
+//! client. Nothing is shared between shards but the router and the connections.
+//!
+//! - **Keys to shards**: key `k` belongs to shard [`shard_of(k, N)`](shard_of): the 64-bit
+//!   FNV-1a hash of the key's UTF-8 bytes, modulo `N`. The hash is fixed by this crate (not
+//!   `std`'s randomly keyed hasher) and will not change between versions, since changing it
+//!   would move keys between chains.
+//! - **Shards to nodes**: rendezvous hashing ([`place_chain`](phalanx_actors::chain::place_chain)).
+//!   Each shard's group leader appends, of the live replicas that are not members, the one
+//!   with the highest rendezvous score for the shard; and when the chain is full, every
+//!   member caught up and a live replica with a better score than a member is waiting, it
+//!   removes that member (the better one is then appended and catches up). A chain so
+//!   converges to `place_chain(s, live replicas, 3)`, and different shards land on different
+//!   nodes. A failed member is removed as with one chain, and its place taken by the best
+//!   live candidate. With one shard the group keeps the earlier rule (lowest id first, no
+//!   rebalancing): with one chain there is nothing to spread.
 //!
 //! # Routing
 //!
 //! Every node exports one router actor as [`CHAIN_NAME`]. A packet for a replica goes to the
 //! node whose membership id is the replica id (from the membership table), one for a group
 //! node to that group address, one for a client to the node named by the client's route.
+//! Each packet travels with its shard number ([`ChainWire`]), and the router there hands it
+//! to that shard's actor (a shard the node does not serve drops it).
 //! Each destination address has its own sender task with a bounded queue: a packet that does
 //! not fit, or whose destination is unknown or unreachable, is dropped (the chain protocols
 //! retransmit, and clients retry with the same request id).
@@ -87,12 +109,41 @@ const SUSPECT_AFTER: Duration = Duration::from_secs(1);
 pub(crate) const MAILBOX: usize = 65_536;
 
 /// Chain packets between nodes' routers: whatever was queued for that node, in order (one
-/// remote message for many packets when the chain is busy).
+/// remote message for many packets when the chain is busy), each with the shard whose actors
+/// it is for.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ChainWire(pub Vec<Packet>);
+pub struct ChainWire(pub Vec<(u32, Packet)>);
 
 impl RemoteMessage for ChainWire {
-    const TAG: &'static str = "phalanx.ChainWire.v2";
+    const TAG: &'static str = "phalanx.ChainWire.v3";
+}
+
+/// The shard of `key` among `shards` chains: the 64-bit FNV-1a hash of the key's UTF-8 bytes
+/// modulo `shards` (0 for `shards` of 0 or 1).
+///
+/// This function is part of the data layout: it is the same in every process and will not
+/// change between versions (a change would move keys between chains).
+///
+/// # Examples
+///
+/// ```
+/// use phalanx::node::shard_of;
+///
+/// assert_eq!(shard_of("anything", 1), 0);
+/// assert!(shard_of("greeting", 4) < 4);
+/// assert_eq!(shard_of("greeting", 4), shard_of("greeting", 4));
+/// ```
+pub fn shard_of(key: &str, shards: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    if shards <= 1 {
+        return 0;
+    }
+    let hash = key.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    // The remainder is below `shards`, a u32.
+    (hash % u64::from(shards)) as u32
 }
 
 /// What this node's chain services share: identities, names and routes.
@@ -108,14 +159,14 @@ pub(crate) struct ChainServices {
     pub(crate) raft_id: Option<u64>,
     /// Whether frames from other nodes are authenticated (the node has a cluster key).
     authenticated: bool,
-    /// Local registry names of this node's chain actors.
-    pub(crate) names: ChainNames,
+    /// Local registry names of this node's chain actors, by shard (never empty).
+    pub(crate) names: Vec<ChainNames>,
     /// Sender queues by destination address.
-    peers: Mutex<HashMap<SocketAddr, flume::Sender<Packet>>>,
-    /// Incarnation base for the replica: the node's incarnation shifted left 16 bits.
+    peers: Mutex<HashMap<SocketAddr, flume::Sender<(u32, Packet)>>>,
+    /// Incarnation base for the replicas: the node's incarnation shifted left 16 bits.
     incarnation: u64,
-    /// Restarts of the replica actor so far.
-    restarts: AtomicU64,
+    /// Restarts of each shard's replica actor so far.
+    restarts: Vec<AtomicU64>,
     /// Whether this node runs a replica (else it is client-only).
     replica: bool,
     /// Where the chain's durable state lives, if the node has a data directory.
@@ -129,10 +180,10 @@ pub(crate) struct ChainServices {
 #[derive(Debug, Clone)]
 struct DurablePaths {
     storage: Arc<dyn Storage>,
-    /// The replica's store (shard 0).
-    replica: PathBuf,
-    /// The configuration-group node's raft log.
-    group: PathBuf,
+    /// The replicas' stores, by shard.
+    replicas: Vec<PathBuf>,
+    /// The configuration-group nodes' raft logs, by shard.
+    groups: Vec<PathBuf>,
 }
 
 /// The local registry names of a node's chain actors.
@@ -169,6 +220,22 @@ impl ChainServices {
             .iter()
             .position(|addr| *addr == listen)
             .map(|i| i as u64 + 1);
+        let shards = config.chain_shards.max(1);
+        // Shard 0 keeps the names it had before shards existed.
+        let names = (0..shards)
+            .map(|shard| {
+                let tag = if shard == 0 {
+                    String::new()
+                } else {
+                    format!("{shard}.")
+                };
+                ChainNames {
+                    replica: format!("phalanx.chain.replica.{tag}{node}"),
+                    group: format!("phalanx.chain.group.{tag}{node}"),
+                    client: format!("phalanx.chain.client.{tag}{node}"),
+                }
+            })
+            .collect();
         ChainServices {
             me: super::gossip::member_node(node).0,
             remoting,
@@ -176,29 +243,39 @@ impl ChainServices {
             group,
             raft_id,
             authenticated,
-            names: ChainNames {
-                replica: format!("phalanx.chain.replica.{node}"),
-                group: format!("phalanx.chain.group.{node}"),
-                client: format!("phalanx.chain.client.{node}"),
-            },
+            names,
             peers: Mutex::new(HashMap::new()),
             incarnation: incarnation << 16,
-            restarts: AtomicU64::new(0),
+            restarts: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             replica,
             clock: Clock::system(),
             durable: data_dir.map(|dir| DurablePaths {
                 storage: dir.storage(),
-                replica: dir.shard_dir(0),
-                group: dir.group_dir(),
+                replicas: (0..shards).map(|s| dir.shard_dir(u64::from(s))).collect(),
+                groups: (0..shards)
+                    .map(|s| dir.group_dir_of(u64::from(s)))
+                    .collect(),
             }),
         }
+    }
+
+    /// How many shards (chains) the node serves.
+    pub(crate) fn shards(&self) -> u32 {
+        // At most `NodeConfig::chain_shards`, a u32.
+        self.names.len() as u32
+    }
+
+    /// The local registry names of the node's clients, by shard.
+    pub(crate) fn client_names(&self) -> Vec<String> {
+        self.names.iter().map(|n| n.client.clone()).collect()
     }
 
     fn group_ids(&self) -> Vec<u64> {
         (1..=self.group.len() as u64).collect()
     }
 
-    /// The supervised children: router, group node (if a member), replica, client.
+    /// The supervised children: the router, then per shard the group node (if a member),
+    /// the replica and the client.
     pub(crate) fn children(self: &Arc<Self>) -> Vec<ChildSpec> {
         let mut specs = Vec::new();
         let services = self.clone();
@@ -208,39 +285,59 @@ impl ChainServices {
             })
             .capacity(MAILBOX),
         );
+        for shard in 0..self.shards() {
+            specs.extend(self.shard_children(shard));
+        }
+        specs
+    }
+
+    /// Shard `shard`'s children: group node (if a member), replica, client.
+    fn shard_children(self: &Arc<Self>, shard: u32) -> Vec<ChildSpec> {
+        let index = shard as usize;
+        let names = &self.names[index];
+        // Shard 0 keeps the child names it had before shards existed.
+        let child = |name: &str| match shard {
+            0 => name.to_owned(),
+            shard => format!("{name}.{shard}"),
+        };
+        let mut specs = Vec::new();
         if let Some(id) = self.raft_id {
             let services = self.clone();
             specs.push(
-                ChildSpec::new("chain.group", move || {
+                ChildSpec::new(child("chain.group"), move || {
                     let mut settings =
                         GroupSettings::new(services.group_ids(), ChainConfig::initial(&[]));
                     settings.target_length = CHAIN_LENGTH;
                     settings.suspect_after = SUSPECT_AFTER;
+                    // One chain has nothing to spread: it keeps the rule it always had.
+                    if services.shards() > 1 {
+                        settings.placement = Some(u64::from(shard));
+                    }
                     let mut driver = DriverSettings::default();
                     driver.tick = Duration::from_millis(20);
                     driver.clock = services.clock.clone();
-                    let transport = Arc::new(Transport(services.clone()));
+                    let transport = Arc::new(Transport(services.clone(), shard));
                     match &services.durable {
                         Some(paths) => GroupActor::durable(
                             id,
                             settings,
                             paths.storage.clone(),
-                            paths.group.clone(),
+                            paths.groups[index].clone(),
                             transport,
                             driver,
                         ),
                         None => GroupActor::with_settings(id, settings, transport, driver),
                     }
                 })
-                .registered(self.names.group.clone())
+                .registered(names.group.clone())
                 .capacity(MAILBOX),
             );
         }
         if self.replica {
             let services = self.clone();
             specs.push(
-                ChildSpec::new("chain.replica", move || {
-                    let restarts = services.restarts.fetch_add(1, Ordering::Relaxed);
+                ChildSpec::new(child("chain.replica"), move || {
+                    let restarts = services.restarts[index].fetch_add(1, Ordering::Relaxed);
                     let incarnation = services.incarnation | (restarts & 0xffff);
                     let mut settings = ReplicaSettings::new(services.group_ids());
                     settings.lease = LEASE;
@@ -249,7 +346,7 @@ impl ChainServices {
                     settings.sync_chunk = SYNC_CHUNK;
                     let mut driver = DriverSettings::default();
                     driver.clock = services.clock.clone();
-                    let transport = Arc::new(Transport(services.clone()));
+                    let transport = Arc::new(Transport(services.clone(), shard));
                     match &services.durable {
                         Some(paths) => {
                             let durable = DurableReplica::new(
@@ -257,7 +354,7 @@ impl ChainServices {
                                 settings,
                                 incarnation,
                                 paths.storage.clone(),
-                                paths.replica.clone(),
+                                paths.replicas[index].clone(),
                             );
                             ReplicaActor::<KvMap, _>::durable(&durable, transport, driver)
                         }
@@ -271,41 +368,49 @@ impl ChainServices {
                         }
                     }
                 })
-                .registered(self.names.replica.clone())
+                .registered(names.replica.clone())
                 .capacity(MAILBOX),
             );
         }
         let services = self.clone();
         specs.push(
-            ChildSpec::new("chain.client", move || {
+            ChildSpec::new(child("chain.client"), move || {
                 // A fresh random id per life: a restarted client starts a new session.
                 let id = NodeId::random()
                     .map(|id| id.as_u128() as u64)
-                    .unwrap_or_else(|_| services.me ^ services.restarts.load(Ordering::Relaxed));
+                    .unwrap_or_else(|_| {
+                        services.me
+                            ^ services.restarts[index].load(Ordering::Relaxed)
+                            ^ u64::from(shard) << 48
+                    });
                 let mut settings =
                     ClientSettings::new(ClientId(id), services.me, services.group_ids());
                 settings.clock = services.clock.clone();
-                ClientActor::<KvMap, _>::new(settings, Arc::new(Transport(services.clone())))
+                ClientActor::<KvMap, _>::new(settings, Arc::new(Transport(services.clone(), shard)))
             })
-            .registered(self.names.client.clone())
+            .registered(names.client.clone())
             .capacity(MAILBOX),
         );
         specs
     }
 
-    /// Hands a packet that arrived (or was sent locally) to the local actor it is for.
-    fn deliver(&self, inbound: Inbound) {
+    /// Hands a packet that arrived (or was sent locally) to shard `shard`'s local actor it is
+    /// for.
+    fn deliver(&self, shard: u32, inbound: Inbound) {
+        let Some(names) = self.names.get(shard as usize) else {
+            tracing::debug!(shard, "chain packet for a shard this node does not serve");
+            return;
+        };
         match inbound.packet.to {
             Peer::Replica(ReplicaId(id)) if id == self.me => {
                 if let Some(replica) =
-                    phalanx_runtime::registry::whereis::<ReplicaInput>(&self.names.replica)
+                    phalanx_runtime::registry::whereis::<ReplicaInput>(&names.replica)
                 {
                     let _ = replica.try_tell(ReplicaInput::Packet(inbound));
                 }
             }
             Peer::Config(id) if Some(id) == self.raft_id => {
-                if let Some(group) =
-                    phalanx_runtime::registry::whereis::<GroupInput>(&self.names.group)
+                if let Some(group) = phalanx_runtime::registry::whereis::<GroupInput>(&names.group)
                 {
                     let _ = group.try_tell(GroupInput::Packet(inbound));
                 }
@@ -313,7 +418,7 @@ impl ChainServices {
             Peer::Client(_) => {
                 // The client checks that the packet is for its current id.
                 if let Some(client) =
-                    phalanx_runtime::registry::whereis::<ClientInput<KvMap>>(&self.names.client)
+                    phalanx_runtime::registry::whereis::<ClientInput<KvMap>>(&names.client)
                 {
                     let _ = client.try_tell(ClientInput::Packet(inbound));
                 }
@@ -349,18 +454,21 @@ impl ChainServices {
             .map(|row| Some(row.addr))
     }
 
-    fn send(&self, packet: Packet) {
+    fn send(&self, shard: u32, packet: Packet) {
         match self.destination(&packet) {
-            Some(None) => self.deliver(Inbound {
-                packet,
-                authenticated: true,
-            }),
-            Some(Some(addr)) => self.send_to(addr, packet),
+            Some(None) => self.deliver(
+                shard,
+                Inbound {
+                    packet,
+                    authenticated: true,
+                },
+            ),
+            Some(Some(addr)) => self.send_to(addr, shard, packet),
             None => tracing::trace!(to = ?packet.to, "no route for a chain packet"),
         }
     }
 
-    fn send_to(&self, addr: SocketAddr, packet: Packet) {
+    fn send_to(&self, addr: SocketAddr, shard: u32, packet: Packet) {
         let Ok(mut peers) = self.peers.lock() else {
             return;
         };
@@ -373,18 +481,30 @@ impl ChainServices {
             })
             .clone();
         drop(peers);
-        let _ = sender.try_send(packet);
+        let _ = sender.try_send((shard, packet));
     }
 
-    /// This node's replica's status, if it runs.
+    /// Shard 0's replica's status, if it runs.
     pub(crate) async fn replica_status(&self) -> Option<ReplicaStatus> {
-        let replica = phalanx_runtime::registry::whereis::<ReplicaInput>(&self.names.replica)?;
+        self.replica_status_of(0).await
+    }
+
+    /// Shard 0's group node's status, if this node is one.
+    pub(crate) async fn group_status(&self) -> Option<GroupStatus> {
+        self.group_status_of(0).await
+    }
+
+    /// Shard `shard`'s replica's status, if it runs.
+    pub(crate) async fn replica_status_of(&self, shard: u32) -> Option<ReplicaStatus> {
+        let name = &self.names.get(shard as usize)?.replica;
+        let replica = phalanx_runtime::registry::whereis::<ReplicaInput>(name)?;
         replica.ask(ReplicaInput::Status, CONNECT).await.ok()
     }
 
-    /// This node's group node's status, if it is one.
-    pub(crate) async fn group_status(&self) -> Option<GroupStatus> {
-        let group = phalanx_runtime::registry::whereis::<GroupInput>(&self.names.group)?;
+    /// Shard `shard`'s group node's status, if this node is one.
+    pub(crate) async fn group_status_of(&self, shard: u32) -> Option<GroupStatus> {
+        let name = &self.names.get(shard as usize)?.group;
+        let group = phalanx_runtime::registry::whereis::<GroupInput>(name)?;
         group.ask(GroupInput::Status, CONNECT).await.ok()
     }
 
@@ -407,7 +527,7 @@ impl ChainServices {
 
 /// Sends the packets queued for `addr` to the router there, reconnecting as needed; ends when
 /// the queue's sender is gone (the node stopped).
-async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<Packet>) {
+async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<(u32, Packet)>) {
     let mut router: Option<ActorRef<ChainWire>> = None;
     let mut next = None;
     loop {
@@ -449,7 +569,7 @@ async fn pump(remoting: Arc<Remoting>, addr: SocketAddr, queue: flume::Receiver<
 }
 
 /// About how many bytes a packet takes in a [`ChainWire`].
-fn packet_bytes(packet: &Packet) -> usize {
+fn packet_bytes((_, packet): &(u32, Packet)) -> usize {
     let body = match &packet.body {
         Body::Chain(bytes) | Body::Control(bytes) | Body::Raft(bytes) => bytes.len(),
         _ => 0,
@@ -465,13 +585,14 @@ async fn connect(remoting: &Remoting, addr: SocketAddr) -> Option<ActorRef<Chain
         .ok()
 }
 
-/// The [`ChainTransport`] of this node's chain actors.
+/// The [`ChainTransport`] of this node's chain actors of one shard: it tags their packets
+/// with the shard.
 #[derive(Debug, Clone)]
-pub(crate) struct Transport(Arc<ChainServices>);
+pub(crate) struct Transport(Arc<ChainServices>, u32);
 
 impl ChainTransport for Transport {
     fn send(&self, packet: Packet) {
-        self.0.send(packet);
+        self.0.send(self.1, packet);
     }
 }
 
@@ -490,11 +611,14 @@ impl Actor for Router {
     }
 
     async fn handle(&mut self, _: &mut Context<Self>, msg: ChainWire) -> Result<(), HandlerError> {
-        for packet in msg.0 {
-            self.services.deliver(Inbound {
-                packet,
-                authenticated: self.services.authenticated,
-            });
+        for (shard, packet) in msg.0 {
+            self.services.deliver(
+                shard,
+                Inbound {
+                    packet,
+                    authenticated: self.services.authenticated,
+                },
+            );
         }
         Ok(())
     }

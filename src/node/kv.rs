@@ -1,5 +1,6 @@
 //! [`Kv`]: the replicated key-value map of a node's chain, as a cheap handle.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::driver::{ClientError, ClientInput};
@@ -7,6 +8,11 @@ use phalanx_actors::chain::{KvCommand, KvMap, KvOutput, KvQuery};
 use phalanx_runtime::{ActorRef, AskError, Reply};
 
 /// The chain's key-value map, through this node's chain client.
+///
+/// With several shards ([`NodeConfig::chain_shards`](super::NodeConfig::chain_shards)) each
+/// key lives in the chain of its shard ([`shard_of`](super::shard_of)), through that shard's
+/// client; the guarantees below hold per key (operations on keys of different shards are not
+/// ordered with each other beyond real time, which linearizability per key already implies).
 ///
 /// Writes go to the chain's head and reads to any replica (CRAQ); both are linearizable. A
 /// write is retried with its request id until answered, so it is applied at most once, and
@@ -25,8 +31,9 @@ use phalanx_runtime::{ActorRef, AskError, Reply};
 /// ```
 #[derive(Debug, Clone)]
 pub struct Kv {
-    /// The local registry name of the node's client actor (`None`: chains disabled).
-    client: Option<String>,
+    /// The local registry names of the node's client actors, by shard (`None`: chains
+    /// disabled).
+    clients: Option<Arc<[String]>>,
     /// The node's id, the label of its write-latency histogram.
     node: String,
     /// How long to wait for the client beyond its own deadline.
@@ -56,9 +63,9 @@ pub enum KvError {
 }
 
 impl Kv {
-    pub(crate) fn new(client: Option<String>, node: String) -> Kv {
+    pub(crate) fn new(clients: Option<Vec<String>>, node: String) -> Kv {
         Kv {
-            client,
+            clients: clients.filter(|c| !c.is_empty()).map(Arc::from),
             node,
             timeout: Duration::from_secs(7),
         }
@@ -74,11 +81,13 @@ impl Kv {
         key: impl Into<String>,
         value: impl Into<Vec<u8>>,
     ) -> Result<(), KvError> {
+        let key = key.into();
+        let shard = self.shard(&key);
         let command = KvCommand::Put {
-            key: key.into(),
+            key,
             value: value.into(),
         };
-        self.write(command).await.map(|_| ())
+        self.write(shard, command).await.map(|_| ())
     }
 
     /// Removes `key` (whether or not it was there).
@@ -87,8 +96,10 @@ impl Kv {
     ///
     /// [`KvError`]; after [`KvError::Timeout`] the delete may or may not have been applied.
     pub async fn delete(&self, key: impl Into<String>) -> Result<(), KvError> {
-        let command = KvCommand::Delete { key: key.into() };
-        self.write(command).await.map(|_| ())
+        let key = key.into();
+        let shard = self.shard(&key);
+        let command = KvCommand::Delete { key };
+        self.write(shard, command).await.map(|_| ())
     }
 
     /// Sets `key` to `new` (or removes it, for `None`) if its value is `expected` (`None`:
@@ -103,12 +114,10 @@ impl Kv {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     ) -> Result<bool, KvError> {
-        let command = KvCommand::CompareAndSet {
-            key: key.into(),
-            expected,
-            new,
-        };
-        match self.write(command).await? {
+        let key = key.into();
+        let shard = self.shard(&key);
+        let command = KvCommand::CompareAndSet { key, expected, new };
+        match self.write(shard, command).await? {
             KvOutput::Swapped(swapped) => Ok(swapped),
             _ => Ok(false),
         }
@@ -120,13 +129,25 @@ impl Kv {
     ///
     /// [`KvError`].
     pub async fn get(&self, key: impl Into<String>) -> Result<Option<Vec<u8>>, KvError> {
-        let query = KvQuery { key: key.into() };
-        self.ask(|reply| ClientInput::Read(query, reply)).await
+        let key = key.into();
+        let shard = self.shard(&key);
+        let query = KvQuery { key };
+        self.ask(shard, |reply| ClientInput::Read(query, reply))
+            .await
     }
 
-    async fn write(&self, command: KvCommand) -> Result<KvOutput, KvError> {
+    /// The shard of `key` among this node's shards.
+    fn shard(&self, key: &str) -> usize {
+        let shards = self.clients.as_ref().map_or(1, |c| c.len());
+        // `shard_of` is below `shards`, which is at most a u32.
+        super::shard_of(key, u32::try_from(shards).unwrap_or(u32::MAX)) as usize
+    }
+
+    async fn write(&self, shard: usize, command: KvCommand) -> Result<KvOutput, KvError> {
         let started = Instant::now();
-        let output = self.ask(|reply| ClientInput::Write(command, reply)).await?;
+        let output = self
+            .ask(shard, |reply| ClientInput::Write(command, reply))
+            .await?;
         // Acknowledged writes only: a failed write has no latency to speak of.
         metrics::histogram!(crate::metrics::CHAIN_WRITE_SECONDS, "node" => self.node.clone())
             .record(started.elapsed().as_secs_f64());
@@ -135,9 +156,11 @@ impl Kv {
 
     async fn ask<R: Send + 'static>(
         &self,
+        shard: usize,
         request: impl FnOnce(Reply<Result<R, ClientError>>) -> ClientInput<KvMap>,
     ) -> Result<R, KvError> {
-        let name = self.client.as_deref().ok_or(KvError::Disabled)?;
+        let clients = self.clients.as_ref().ok_or(KvError::Disabled)?;
+        let name = clients.get(shard).ok_or(KvError::Disabled)?;
         let client = client_actor(name).await.ok_or(KvError::Stopped)?;
         match client.ask(request, self.timeout).await {
             Ok(Ok(value)) => Ok(value),

@@ -122,6 +122,12 @@ impl ChainConfig {
 /// only the shards for which it is (or was) among the best, and every node computes the same
 /// placement from the same member list without coordination.
 ///
+/// The score is a SplitMix64 mix of the shard number and the replica id: fixed constants, so
+/// the placement is the same in every process and every version. A shard's configuration
+/// group applies this rule with [`GroupSettings::placement`](super::GroupSettings::placement):
+/// it appends the best-scoring live candidate at the tail and, once the chain is full and
+/// caught up, swaps out a member that a better-scoring live replica should replace.
+///
 /// # Examples
 ///
 /// ```
@@ -146,8 +152,9 @@ pub fn place_chain(shard: u64, replicas: &[ReplicaId], length: usize) -> Vec<Rep
 }
 
 /// A 64-bit mix (SplitMix64 finaliser) of the shard and the replica: stable across
-/// processes and versions, unlike `std`'s randomly keyed hasher.
-fn rendezvous_score(shard: u64, replica: ReplicaId) -> u64 {
+/// processes and versions, unlike `std`'s randomly keyed hasher. The higher the score, the
+/// more shard `shard` wants `replica` in its chain (see [`place_chain`]).
+pub(crate) fn rendezvous_score(shard: u64, replica: ReplicaId) -> u64 {
     let mut z = shard
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(replica.0)

@@ -26,7 +26,7 @@ use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, Storage};
 use serde::{Deserialize, Serialize};
 
-use super::config::{ChainConfig, ReplicaId};
+use super::config::{ChainConfig, ReplicaId, place_chain, rendezvous_score};
 use super::message::{ControlMessage, Peer};
 
 /// Settings of a [`ConfigNode`].
@@ -48,6 +48,18 @@ pub struct GroupSettings {
     pub election_tick: usize,
     /// Raft ticks between leader heartbeats.
     pub heartbeat_tick: usize,
+    /// Rendezvous placement for shard `s` ([`place_chain`](super::place_chain)), or `None`
+    /// (the default): which live replicas the chain should be made of.
+    ///
+    /// - `None`: a short chain appends the heard candidate with the lowest replica id, and a
+    ///   full chain never changes while its members are alive.
+    /// - `Some(s)`: a short chain appends the heard candidate with the highest rendezvous
+    ///   score for `s`; a full chain whose members have all caught up and were all heard from
+    ///   lately, but which lacks one of `place_chain(s, members + live candidates, length)`,
+    ///   removes its lowest-scoring member that is not in that placement (the best candidate
+    ///   is then appended). Chains of different shards thus spread over the cluster, and
+    ///   converge to the placement every node computes, one member at a time.
+    pub placement: Option<u64>,
 }
 
 impl GroupSettings {
@@ -62,6 +74,7 @@ impl GroupSettings {
             proposal_timeout: Duration::from_millis(500),
             election_tick: 10,
             heartbeat_tick: 2,
+            placement: None,
         }
     }
 }
@@ -435,13 +448,7 @@ impl ConfigNode {
                 }) {
             Some(current.without(dead.id))
         } else if current.members.len() < self.settings.target_length
-            && let Some((&id, &(incarnation, _))) =
-                self.heard.iter().find(|(id, (incarnation, at))| {
-                    now < *at + self.settings.suspect_after / 2
-                        && current
-                            .member(**id)
-                            .is_none_or(|m| m.incarnation != *incarnation)
-                })
+            && let Some((id, incarnation)) = self.tail_candidate(now)
         {
             Some(current.with_tail(id, incarnation))
         } else if self.highest_logged > current.epoch {
@@ -451,7 +458,9 @@ impl ConfigNode {
             same.epoch += 1;
             Some(same)
         } else {
-            None
+            // With rendezvous placement: one step towards the placement every node computes.
+            self.misplaced(now)
+                .map(|misplaced| current.without(misplaced))
         };
         let Some(next) = next else { return };
         let command = GroupCommand::Reconfigure {
@@ -464,6 +473,71 @@ impl ConfigNode {
         if self.raft.propose(Vec::new(), data).is_ok() {
             self.proposed = Some((self.committed.epoch + 1, now));
         }
+    }
+
+    /// The live non-member to append at the tail: the lowest id, or with
+    /// [`GroupSettings::placement`] the best rendezvous score.
+    fn tail_candidate(&self, now: Instant) -> Option<(ReplicaId, u64)> {
+        let current = &self.committed;
+        let mut candidates = self.heard.iter().filter(|(id, (incarnation, at))| {
+            now < *at + self.settings.suspect_after / 2
+                && current
+                    .member(**id)
+                    .is_none_or(|m| m.incarnation != *incarnation)
+        });
+        let (&id, &(incarnation, _)) = match self.settings.placement {
+            None => candidates.next()?,
+            Some(shard) => candidates.max_by_key(|(id, _)| rendezvous_score(shard, **id))?,
+        };
+        Some((id, incarnation))
+    }
+
+    /// With [`GroupSettings::placement`]: a member of a full chain that a better-scoring live
+    /// replica should replace, if every member is caught up and heard from lately (so that
+    /// removing one never leaves the chain without a caught-up head or short of redundancy
+    /// for longer than the replacement's catch-up).
+    fn misplaced(&self, now: Instant) -> Option<ReplicaId> {
+        let shard = self.settings.placement?;
+        let current = &self.committed;
+        if current.members.len() < self.settings.target_length {
+            return None;
+        }
+        let recent = |id: &ReplicaId, incarnation: u64| {
+            self.seen.get(id).is_some_and(|&(seen, at)| {
+                seen == incarnation && now < at + self.settings.suspect_after / 2
+            })
+        };
+        let settled = current.members.iter().all(|member| {
+            recent(&member.id, member.incarnation)
+                && self
+                    .synced
+                    .get(&member.id)
+                    .is_some_and(|&(incarnation, synced)| {
+                        incarnation == member.incarnation && synced >= member.since
+                    })
+        });
+        if !settled {
+            return None;
+        }
+        let mut live: Vec<ReplicaId> = current.members.iter().map(|m| m.id).collect();
+        live.extend(
+            self.seen
+                .iter()
+                .filter(|(id, (incarnation, _))| {
+                    current.member(**id).is_none() && recent(id, *incarnation)
+                })
+                .map(|(id, _)| *id),
+        );
+        let wanted = place_chain(shard, &live, self.settings.target_length);
+        if wanted.iter().all(|id| current.member(*id).is_some()) {
+            return None;
+        }
+        current
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !wanted.contains(id))
+            .min_by_key(|id| rendezvous_score(shard, *id))
     }
 
     fn process_ready(&mut self) {
