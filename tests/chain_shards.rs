@@ -1,13 +1,16 @@
-//! Several chains (shards) through real nodes in one process on loopback: five nodes with
-//! `chain_shards = 4` form four chains placed by rendezvous hashing (so not all on the same
-//! three nodes), serve many keys each routed to its shard's chain, and keep serving every
-//! shard, losing nothing acknowledged, when a node that holds replicas stops.
+//! Several chains (shards). In one process on loopback: five nodes with `chain_shards = 4`
+//! form four chains placed by rendezvous hashing (so not all on the same three nodes), serve
+//! many keys each routed to its shard's chain, and keep serving every shard, losing nothing
+//! acknowledged, when a node that holds replicas stops. As `phalanx node --chain-shards 3`
+//! processes: `chain status` shows every shard, `kv` routes keys, `members` marks each
+//! shard's places, and each shard keeps its state in its own data directories.
 
 #[path = "support/nodes.rs"]
 mod nodes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use phalanx::Runtime;
@@ -15,7 +18,7 @@ use phalanx::actors::chain::{ReplicaId, place_chain};
 use phalanx::node::{CHAIN_LENGTH, ChainReport, KvError, Node, NodeConfig, shard_of};
 use phalanx::transports::Key;
 
-use nodes::free_addr;
+use nodes::{NodeProcess, cli, free_addr, keygen, start_chain_node};
 
 const SHARDS: u32 = 4;
 const NODES: usize = 5;
@@ -214,4 +217,154 @@ async fn put_retrying(node: &Node, key: &str, value: &str) {
         }
     }
     panic!("put {key} never succeeded");
+}
+
+#[test]
+fn the_key_hash_is_fnv1a_64_and_stays_so() {
+    // FNV-1a 64 test vectors: "" -> cbf29ce484222325, "a" -> af63dc4c8601ec8c,
+    // "foobar" -> 85944171f73967e8. A change here moves keys between chains.
+    for (key, hash) in [
+        ("", 0xcbf2_9ce4_8422_2325_u64),
+        ("a", 0xaf63_dc4c_8601_ec8c),
+        ("foobar", 0x8594_4171_f739_67e8),
+    ] {
+        for shards in [2_u32, 3, 4, 7, 1024, u32::MAX] {
+            assert_eq!(
+                u64::from(shard_of(key, shards)),
+                hash % u64::from(shards),
+                "{key:?} over {shards}"
+            );
+        }
+        assert_eq!(shard_of(key, 1), 0);
+        assert_eq!(shard_of(key, 0), 0);
+    }
+}
+
+/// Each shard's chain as `chain status` at `node` prints it: shard number and member
+/// addresses, head first (only shards with members).
+fn shard_chains(key: &Path, node: SocketAddr) -> Option<BTreeMap<u32, Vec<SocketAddr>>> {
+    let output = cli(
+        key,
+        Duration::from_secs(10),
+        &["chain", "status", "--node", &node.to_string()],
+    );
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut chains = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            current = rest.split(':').next()?.parse::<u32>().ok();
+            continue;
+        }
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let Some(shard) = current
+            && fields.len() == 6
+            && fields[0].chars().all(|c| c.is_ascii_digit())
+        {
+            chains
+                .entry(shard)
+                .or_insert_with(Vec::new)
+                .push(fields[2].parse().ok()?);
+        }
+    }
+    Some(chains)
+}
+
+#[test]
+fn node_processes_with_three_shards_serve_route_and_report_every_shard() {
+    const SHARDS: u32 = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keygen(dir.path());
+    let help = std::process::Command::new(nodes::BIN)
+        .args(["node", "--help"])
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(
+        help.contains("--chain-shards") && help.contains("same on every node"),
+        "{help}"
+    );
+
+    let addrs: Vec<SocketAddr> = (0..4).map(|_| free_addr()).collect();
+    let group = &addrs[..3];
+    let shards = SHARDS.to_string();
+    let _processes: Vec<NodeProcess> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let data = dir.path().join(format!("node{i}"));
+            let data = data.to_str().expect("utf-8 path");
+            let extra = ["--chain-shards", shards.as_str(), "--data-dir", data];
+            start_chain_node(&key, *addr, group, &addrs, &extra)
+        })
+        .collect();
+
+    // Every shard's chain forms, three members each.
+    let mut chains = BTreeMap::new();
+    for round in 0..200 {
+        if let Some(seen) = shard_chains(&key, addrs[round % addrs.len()])
+            && seen.len() == SHARDS as usize
+            && seen.values().all(|members| members.len() == 3)
+        {
+            chains = seen;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(chains.len(), SHARDS as usize, "chains never formed");
+
+    // Keys of every shard, written and read through different nodes.
+    let timeout = Duration::from_secs(10);
+    for i in 0..12 {
+        let name = format!("k{i}");
+        let value = format!("v{i}");
+        let node = addrs[i % addrs.len()].to_string();
+        let mut written = false;
+        for _ in 0..20 {
+            let put = cli(
+                &key,
+                timeout,
+                &["kv", "put", "--node", &node, &name, &value],
+            );
+            if put.status.success() {
+                written = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(written, "put {name} never succeeded");
+        let other = addrs[(i + 1) % addrs.len()].to_string();
+        let get = cli(&key, timeout, &["kv", "get", "--node", &other, &name]);
+        assert_eq!(
+            String::from_utf8_lossy(&get.stdout).trim(),
+            value,
+            "{get:?}"
+        );
+    }
+    let shards_used: BTreeSet<u32> = (0..12)
+        .map(|i| shard_of(&format!("k{i}"), SHARDS))
+        .collect();
+    assert_eq!(shards_used.len(), SHARDS as usize);
+
+    // `members` marks places with their shard.
+    let members = cli(&key, timeout, &["members", "--node", &addrs[0].to_string()]);
+    let members = String::from_utf8_lossy(&members.stdout).to_string();
+    for shard in 0..SHARDS {
+        assert!(members.contains(&format!("head/{shard}")), "{members}");
+        assert!(members.contains(&format!("tail/{shard}")), "{members}");
+    }
+
+    // Each shard's replica and group node keep their state in their own directories.
+    let node0 = dir.path().join("node0");
+    for shard in 0..SHARDS {
+        assert!(node0.join("chain").join(shard.to_string()).is_dir());
+        let group = match shard {
+            0 => node0.join("group"),
+            shard => node0.join(format!("group.{shard}")),
+        };
+        assert!(group.is_dir(), "{}", group.display());
+    }
 }
