@@ -346,12 +346,17 @@ impl<A: Address> Membership<A> {
         }
         let mut corrections = Vec::new();
         for update in message.updates {
-            if let Some(fresher) = self.fresher_than(&update) {
+            // Only a stale accusation (suspect, dead, left at an older incarnation) is worth
+            // correcting: it can become a false death at its sender. A stale `Alive` is
+            // harmless, and the newer record reaches its sender by dissemination.
+            if update.state != MemberState::Alive
+                && let Some(fresher) = self.fresher_than(&update)
+            {
                 corrections.push(fresher);
             }
             self.apply_update(update, now, false);
         }
-        // The sender spreads stale news (it missed a refutation while it was being
+        // The sender spreads a stale accusation (it missed a refutation while it was being
         // disseminated): tell it the fresher records, or it may declare a live member dead.
         // They ride the ack when the message is a ping to us; otherwise a datagram of their
         // own is sent within a budget of one per protocol period, because the amount of
