@@ -8,6 +8,11 @@
 //! (100 % writes), `read` (100 % reads), `a` (YCSB-like A: 50 % reads), `b` (YCSB-like B:
 //! 95 % reads). `--durable` gives every node a data directory in the system's temp dir (the
 //! replicas then sync their journal at every group commit), removed at the end.
+//!
+//! `--catchup` measures instead how long a fresh replica takes to catch up: after writing
+//! every key once, a fourth node starts, one chain member is killed, and the time from the
+//! new node's entry into the configuration until it holds every write is reported next to
+//! copying the same key and value bytes over a raw loopback TCP connection in this process.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -21,7 +26,7 @@ use phalanx::node::{Kv, Node, NodeConfig, chain_status_of, cluster_id};
 use phalanx::transports::Key;
 
 const USAGE: &str = "usage: chain_bench [--seconds N] [--inflight N] [--keys N] [--value BYTES] \
-                     [--durable] [write|read|a|b ...]";
+                     [--durable] [--catchup] [write|read|a|b ...]";
 const SERVE: &str = "serve";
 const KEY_VAR: &str = "CHAIN_BENCH_KEY";
 
@@ -32,6 +37,7 @@ struct Options {
     keys: u64,
     value: usize,
     durable: bool,
+    catchup: bool,
     mixes: Vec<(&'static str, u32)>,
 }
 
@@ -58,6 +64,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         keys: 10_000,
         value: 100,
         durable: false,
+        catchup: false,
         mixes: Vec::new(),
     };
     let mut args = args.iter();
@@ -73,6 +80,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--keys" => options.keys = number("--keys")?.max(1),
             "--value" => options.value = number("--value")? as usize,
             "--durable" => options.durable = true,
+            "--catchup" => options.catchup = true,
             "write" => options.mixes.push(("write (0% reads)", 0)),
             "read" => options.mixes.push(("read (100% reads)", 100)),
             "a" => options.mixes.push(("YCSB A (50% reads)", 50)),
@@ -185,8 +193,7 @@ fn run(options: &Options) -> Result<(), String> {
     let list: Vec<String> = group.iter().map(ToString::to_string).collect();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let data = std::env::temp_dir().join(format!("phalanx-chain-bench-{}", std::process::id()));
-    let mut servers = Vec::new();
-    for (i, addr) in group.iter().enumerate() {
+    let start = |i: usize, addr: SocketAddr| -> Result<Server, String> {
         let mut args = vec![SERVE.to_owned(), addr.to_string(), list.join(",")];
         if options.durable {
             args.push(data.join(format!("n{i}")).to_string_lossy().into_owned());
@@ -198,7 +205,11 @@ fn run(options: &Options) -> Result<(), String> {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start a chain node: {e}"))?;
-        servers.push(Server(child));
+        Ok(Server(child))
+    };
+    let mut servers = Vec::new();
+    for (i, addr) in group.iter().enumerate() {
+        servers.push(start(i, *addr)?);
     }
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
     let outcome = runtime.block_on(async {
@@ -242,6 +253,13 @@ fn run(options: &Options) -> Result<(), String> {
         }
         eprintln!("chain_bench: the client reached the chain; writing every key once");
         preload(&kv, options).await?;
+        if options.catchup {
+            let fresh = free_addr()?;
+            servers.push(start(3, fresh)?);
+            let result = catchup(&key, fresh, &mut servers, options).await;
+            client.shutdown().await;
+            return result;
+        }
         println!(
             "chain_bench: 3-node chain (separate processes) on loopback, 1 client node, {} in \
              flight, {} keys, {}-byte values, {} s per mix, {} cores",
@@ -270,6 +288,117 @@ fn run(options: &Options) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&data);
     }
     outcome
+}
+
+/// Kills chain member 2 (a group node too: the group keeps a majority) so that the group
+/// appends the fresh node, and times its catch-up.
+async fn catchup(
+    key: &Key,
+    fresh: SocketAddr,
+    servers: &mut [Server],
+    options: &Options,
+) -> Result<(), String> {
+    let cluster = cluster_id("phalanx");
+    let status = |node| chain_status_of(node, cluster, Some(key.clone()), Duration::from_secs(2));
+    // The fresh node must be a known member before the kill, or the group has no one to add.
+    for _ in 0..200 {
+        if status(fresh).await.is_ok_and(|r| r.replica.is_some()) {
+            break;
+        }
+        phalanx::sleep(Duration::from_millis(50)).await;
+    }
+    let writes = options.keys + 1;
+    let _ = servers[2].0.kill();
+    let _ = servers[2].0.wait();
+    let killed = Instant::now();
+    let mut joined = None;
+    let mut done = None;
+    for _ in 0..12_000 {
+        if let Ok(report) = status(fresh).await
+            && let Some(replica) = report.replica
+        {
+            let member = replica.config.as_ref().is_some_and(|c| {
+                c.members
+                    .iter()
+                    .any(|m| m.id == replica.id && m.incarnation == replica.incarnation)
+            });
+            if member && joined.is_none() {
+                joined = Some(Instant::now());
+            }
+            if member && replica.synced && replica.received >= writes {
+                done = Some(Instant::now());
+                break;
+            }
+        }
+        phalanx::sleep(Duration::from_millis(10)).await;
+    }
+    let (Some(joined), Some(done)) = (joined, done) else {
+        return Err("the fresh replica never caught up".into());
+    };
+    let bytes = options.keys as usize * (options.value + format!("key{}", options.keys).len());
+    let raw = raw_copy(bytes)?;
+    let took = done - joined;
+    println!(
+        "chain_bench: catch-up of a fresh replica, {} keys of {} bytes ({:.1} MB of keys and \
+         values), 2 cores",
+        options.keys,
+        options.value,
+        bytes as f64 / 1e6
+    );
+    println!();
+    println!("| | time | ratio to raw |");
+    println!("|---|---:|---:|");
+    println!(
+        "| raw TCP copy of the same bytes (loopback, this process) | {:.0} ms | 1.00x |",
+        raw.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| fresh replica: appended to the chain until it holds every write | {:.0} ms | {:.2}x |",
+        took.as_secs_f64() * 1000.0,
+        took.as_secs_f64() / raw.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| (failure detection: kill until appended) | {:.0} ms | |",
+        (joined - killed).as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// Copies `bytes` over a loopback TCP connection (64 KiB writes), returns how long it took.
+fn raw_copy(bytes: usize) -> Result<Duration, String> {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut total = 0;
+        loop {
+            let n = stream.read(&mut buffer)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    });
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    let chunk = vec![b'v'; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        stream.write_all(&chunk[..n]).map_err(|e| e.to_string())?;
+        left -= n;
+    }
+    drop(stream);
+    let received = reader
+        .join()
+        .map_err(|_| "the reader thread panicked".to_owned())?
+        .map_err(|e| e.to_string())?;
+    if received != bytes {
+        return Err(format!("raw copy moved {received} of {bytes} bytes"));
+    }
+    Ok(started.elapsed())
 }
 
 async fn wait_for_chain(key: &Key, node: SocketAddr) -> Result<(), String> {
