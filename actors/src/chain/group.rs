@@ -48,7 +48,7 @@ pub struct GroupSettings {
     pub election_tick: usize,
     /// Raft ticks between leader heartbeats.
     pub heartbeat_tick: usize,
-    /// Rendezvous placement for shard `s` ([`place_chain`](super::place_chain)), or `None`
+    /// Rendezvous placement for shard `s` ([`place_chain`]), or `None`
     /// (the default): which live replicas the chain should be made of.
     ///
     /// - `None`: a short chain appends the heard candidate with the lowest replica id, and a
