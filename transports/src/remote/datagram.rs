@@ -63,7 +63,7 @@ pub struct DatagramStats {
 /// The longest type tag a datagram record may carry, in bytes.
 pub(crate) const MAX_TAG_LEN: usize = 256;
 
-/// The largest datagram record [`decode`] accepts (a datagram is far smaller).
+/// The largest datagram record [`DatagramRecord::decode`] accepts (a datagram is far smaller).
 pub(crate) const MAX_RECORD_LEN: usize = 64 * 1024;
 
 /// One remote message in a datagram: the exported actor it is for, the message type's tag,
