@@ -98,11 +98,11 @@ pub struct NodeConfig {
     /// client-only node: [`Node::kv`] works, but the node never joins the chain.
     pub chain_replica: bool,
     /// How many independent chains (shards) the key space is split into; 1 by default, 0
-    /// counts as 1. It must be the same on every node of the cluster: it decides which chain
-    /// a key belongs to ([`shard_of`]). Each shard has its own configuration-group state,
-    /// replica and client on every node, and rendezvous hashing spreads the shards' chains
-    /// over the nodes (see the module docs of `src/node/chain.rs` and the replicated-state
-    /// chapter of the book).
+    /// counts as 1 and more than 1,024 as 1,024. It must be the same on every node of the
+    /// cluster: it decides which chain a key belongs to ([`shard_of`]). Each shard has its
+    /// own configuration-group state, replica and client on every node, and rendezvous
+    /// hashing spreads the shards' chains over the nodes (see the module docs of
+    /// `src/node/chain.rs` and the replicated-state chapter of the book).
     pub chain_shards: u32,
     /// The node's data directory: it keeps the node's identity, so a node restarted on the
     /// same directory is the same node (same id, a new incarnation), a lock, so two

@@ -105,6 +105,9 @@ const LEASE: Duration = Duration::from_millis(600);
 /// How long a replica may stay silent (or make no progress) before it is removed. Failover
 /// takes about this plus the fence wait.
 const SUSPECT_AFTER: Duration = Duration::from_secs(1);
+/// The most shards a node serves: [`NodeConfig::chain_shards`] above it counts as this (each
+/// shard costs a few actors and, on group nodes, a raft group ticking every 20 ms).
+const MAX_SHARDS: u32 = 1024;
 /// The mailbox capacity of the chain actors (they take bursts of pipelined requests).
 pub(crate) const MAILBOX: usize = 65_536;
 
@@ -220,7 +223,7 @@ impl ChainServices {
             .iter()
             .position(|addr| *addr == listen)
             .map(|i| i as u64 + 1);
-        let shards = config.chain_shards.max(1);
+        let shards = config.chain_shards.clamp(1, MAX_SHARDS);
         // Shard 0 keeps the names it had before shards existed.
         let names = (0..shards)
             .map(|shard| {
@@ -261,7 +264,7 @@ impl ChainServices {
 
     /// How many shards (chains) the node serves.
     pub(crate) fn shards(&self) -> u32 {
-        // At most `NodeConfig::chain_shards`, a u32.
+        // At most `MAX_SHARDS`: fits a u32.
         self.names.len() as u32
     }
 
