@@ -18,11 +18,11 @@ fn fault_free_run_is_linearizable_and_makes_progress() {
     assert!(!report.stuck);
 }
 
-#[test]
-fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
+/// Runs `settings(seed)` over the seeds, checks every run, and prints the totals.
+fn check_seeds(label: &str, default_seeds: u64, settings: fn(u64) -> SimSettings) {
     let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for_each_seed(50, |seed| {
-        let report = ChainSim::new(SimSettings::faulty(seed)).run();
+    for_each_seed(default_seeds, |seed| {
+        let report = ChainSim::new(settings(seed)).run();
         assert_eq!(
             report.verdict,
             Verdict::Linearizable,
@@ -37,9 +37,14 @@ fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
         totals.5 += u64::from(report.stuck);
     });
     println!(
-        "seeds {} completed {} given up {} reconfigurations {} faults {} stuck {}",
+        "{label} seeds {} completed {} given up {} reconfigurations {} faults {} stuck {}",
         totals.0, totals.1, totals.2, totals.3, totals.4, totals.5
     );
+}
+
+#[test]
+fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
+    check_seeds("in-memory", 50, SimSettings::faulty);
 }
 
 /// Durable replicas: crashes keep what was synced (a torn last write at most), restarted
@@ -47,24 +52,7 @@ fn faulty_runs_are_linearizable_and_lose_no_acknowledged_write() {
 /// crash at once. Nothing acknowledged may be lost, and every history stays linearizable.
 #[test]
 fn durable_runs_survive_whole_cluster_crashes() {
-    let mut totals = (0u64, 0u64, 0u64, 0u64);
-    for_each_seed(40, |seed| {
-        let report = ChainSim::new(SimSettings::faulty_durable(seed)).run();
-        assert_eq!(
-            report.verdict,
-            Verdict::Linearizable,
-            "seed {seed}: {report:?}"
-        );
-        assert_eq!(report.lost_writes, 0, "seed {seed}: {report:?}");
-        totals.0 += 1;
-        totals.1 += report.completed;
-        totals.2 += report.faults;
-        totals.3 += u64::from(report.stuck);
-    });
-    println!(
-        "durable seeds {} completed {} faults {} stuck {}",
-        totals.0, totals.1, totals.2, totals.3
-    );
+    check_seeds("durable", 40, SimSettings::faulty_durable);
 }
 
 /// The checker has teeth: with fencing disabled (no fence wait, long leases) a removed

@@ -38,6 +38,22 @@ fn open(storage: &Arc<MemStorage>) -> (ReplicaStore, Opened<KvMap>) {
     ReplicaStore::open(storage.clone(), Path::new("/r"), config).unwrap()
 }
 
+/// A store with incarnation 1 holding entries `1..=last`, caught up in `epoch`.
+fn holding(storage: &Arc<MemStorage>, last: u64, epoch: u64) -> ReplicaStore {
+    let (mut store, _) = open(storage);
+    store.set_incarnation(1).unwrap();
+    store
+        .write(
+            vec![
+                JournalOp::Append((1..=last).map(entry).collect()),
+                JournalOp::Synced(epoch),
+            ],
+            Instant::now(),
+        )
+        .unwrap();
+    store
+}
+
 #[test]
 fn a_fresh_store_recovers_nothing_and_keeps_its_incarnation() {
     let storage = Arc::new(MemStorage::new());
@@ -84,17 +100,7 @@ fn appended_and_synced_state_survives_a_crash() {
 #[test]
 fn a_replaced_state_vouches_for_nothing_until_synced_again() {
     let storage = Arc::new(MemStorage::new());
-    let (mut store, _) = open(&storage);
-    store.set_incarnation(1).unwrap();
-    store
-        .write(
-            vec![
-                JournalOp::Append((1..=2).map(entry).collect()),
-                JournalOp::Synced(4),
-            ],
-            Instant::now(),
-        )
-        .unwrap();
+    let mut store = holding(&storage, 2, 4);
     store
         .write::<KvMap>(vec![JournalOp::Reset(Some(snapshot(5)))], Instant::now())
         .unwrap();
@@ -121,20 +127,7 @@ fn a_replaced_state_vouches_for_nothing_until_synced_again() {
 #[test]
 fn a_crash_at_any_step_of_a_replacement_never_vouches_for_a_mixed_state() {
     // Count the storage operations of a whole replacement, then crash after each of them.
-    let prepare = |storage: &Arc<MemStorage>| {
-        let (mut store, _) = open(storage);
-        store.set_incarnation(1).unwrap();
-        store
-            .write(
-                vec![
-                    JournalOp::Append((1..=6).map(entry).collect()),
-                    JournalOp::Synced(2),
-                ],
-                Instant::now(),
-            )
-            .unwrap();
-        store
-    };
+    let prepare = |storage: &Arc<MemStorage>| holding(storage, 6, 2);
     let storage = Arc::new(MemStorage::new());
     let mut store = prepare(&storage);
     let before = storage.ops();
@@ -203,17 +196,7 @@ fn a_stale_snapshot_is_not_installed_after_a_replacement() {
 #[test]
 fn snapshots_and_truncation_keep_the_state() {
     let storage = Arc::new(MemStorage::new());
-    let (mut store, _) = open(&storage);
-    store.set_incarnation(1).unwrap();
-    store
-        .write(
-            vec![
-                JournalOp::Append((1..=8).map(entry).collect()),
-                JournalOp::Synced(1),
-            ],
-            Instant::now(),
-        )
-        .unwrap();
+    let mut store = holding(&storage, 8, 1);
     let snap = snapshot(5);
     let job = store.snapshot_job(
         5,
