@@ -55,6 +55,13 @@ fn durable_runs_survive_whole_cluster_crashes() {
     check_seeds("durable", 40, SimSettings::faulty_durable);
 }
 
+/// Rendezvous placement: besides failures, the group moves members of a settled chain to
+/// the best-placed replicas, one at a time.
+#[test]
+fn placed_runs_are_linearizable_and_lose_no_acknowledged_write() {
+    check_seeds("placed", 30, SimSettings::faulty_placed);
+}
+
 /// The checker has teeth: with fencing disabled (no fence wait, long leases) a removed
 /// replica keeps serving reads while the new chain commits writes, and some seed must show a
 /// non-linearizable history.

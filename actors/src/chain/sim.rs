@@ -114,6 +114,10 @@ pub struct SimSettings {
     /// Replicas keep their state on a simulated disk and restart from it (see the module
     /// docs); the nemesis may then crash the whole cluster at once.
     pub durable: bool,
+    /// The group places the chain by rendezvous hashing for this shard
+    /// ([`GroupSettings::placement`]): it appends the best-placed replica and moves a settled
+    /// chain's members towards the placement.
+    pub placement: Option<u64>,
 }
 
 impl SimSettings {
@@ -158,6 +162,7 @@ impl SimSettings {
             lease: Duration::from_millis(300),
             fence_wait: Duration::from_millis(450),
             durable: false,
+            placement: None,
         }
     }
 
@@ -166,6 +171,16 @@ impl SimSettings {
     pub fn faulty_durable(seed: u64) -> Self {
         Self {
             durable: true,
+            ..Self::faulty(seed)
+        }
+    }
+
+    /// [`faulty`](Self::faulty) with two spares and rendezvous placement (shard 3): the group
+    /// also moves members of a settled chain towards the placement.
+    pub fn faulty_placed(seed: u64) -> Self {
+        Self {
+            spares: 2,
+            placement: Some(3),
             ..Self::faulty(seed)
         }
     }
@@ -338,6 +353,7 @@ impl ChainSim {
         for &id in &group_ids {
             let mut group_settings = GroupSettings::new(group_ids.clone(), initial.clone());
             group_settings.target_length = settings.chain_length;
+            group_settings.placement = settings.placement;
             let node = ConfigNode::new(id, group_settings).expect("valid raft settings");
             group.insert(
                 id,
