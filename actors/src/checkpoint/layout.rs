@@ -7,7 +7,8 @@
 //!   chain/<shard>/log/        segments: <first index>.log
 //!   chain/<shard>/snapshots/  <index>.snap, <index>-<crc>.partial while receiving
 //!   chain/<shard>/replica.meta  the replica's incarnation, synced and adopted epochs
-//!   group/log/                the configuration group's raft log (group nodes only)
+//!   group/log/                the configuration group's raft log, shard 0 (group nodes only)
+//!   group.<shard>/log/        the same for the other shards
 //! ```
 
 use std::io;
