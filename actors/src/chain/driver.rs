@@ -60,11 +60,11 @@ pub struct Packet {
 #[non_exhaustive]
 pub enum Body {
     /// A chain or client [`Message`](super::Message), [`encode`](super::encode)d.
-    Chain(Vec<u8>),
+    Chain(#[serde(with = "crate::chain::message::byte_buf")] Vec<u8>),
     /// A [`ControlMessage`](super::ControlMessage), [`encode`](super::encode)d.
-    Control(Vec<u8>),
+    Control(#[serde(with = "crate::chain::message::byte_buf")] Vec<u8>),
     /// A raft-rs message between configuration-group nodes, protobuf-encoded.
-    Raft(Vec<u8>),
+    Raft(#[serde(with = "crate::chain::message::byte_buf")] Vec<u8>),
 }
 
 /// A packet as it arrived.

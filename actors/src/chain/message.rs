@@ -269,17 +269,17 @@ pub enum Peer {
 
 /// Serde for large byte vectors as one byte string: postcard writes the same bytes as for a
 /// sequence of `u8`, but reads them with one copy instead of one visit per byte.
-mod byte_buf {
+pub(crate) mod byte_buf {
     use std::fmt;
 
     use serde::de::{self, SeqAccess, Visitor};
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<u8>, D::Error> {
         deserializer.deserialize_byte_buf(BytesVisitor)
