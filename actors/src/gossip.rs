@@ -3,10 +3,13 @@
 //! [`Membership`] is one node's view of the cluster. It detects failures with direct and
 //! indirect probes, suspects before it declares dead, lets a suspected member refute with a
 //! higher incarnation, and spreads every change by piggybacking it on its datagrams a bounded
-//! number of times (`lambda * ceil(log10(n + 1))`); while changes are pending, gossip rounds
-//! (memberlist's gossip interval) send them to a few random members as well, recently dead
-//! ones included. A node that receives stale news (an incarnation older than its own record)
-//! answers the sender with the fresher record at once. A periodic push-pull exchanges full
+//! number of times (`lambda * ceil(log10(n + 1))`); while this node's own news or a change of
+//! who is in the cluster is fresh, gossip rounds (memberlist's gossip interval) send the queue
+//! to a few random members as well, recently dead ones included (relayed news only rides the
+//! probes, so that the load per member does not grow with n). A node that receives a stale
+//! accusation (suspect or dead at an incarnation older than its own record) answers the
+//! sender with the fresher record: on the ack if it came on a ping, else in a datagram of its
+//! own, at most one per protocol period. A periodic push-pull exchanges full
 //! state with one random member (and one member believed dead, to heal partitions); a join is
 //! a push-pull with the seeds, retried until a full state arrives and followed by one
 //! settling push-pull a few periods later; a message from an unknown sender also starts one.

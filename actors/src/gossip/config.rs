@@ -30,10 +30,12 @@ pub struct Config {
     pub max_datagram: usize,
     /// How many members a leaving node tells directly.
     pub leave_fanout: usize,
-    /// Time between two gossip rounds (memberlist's gossip interval): while updates wait
-    /// to be disseminated, each round sends them to [`gossip_fanout`](Self::gossip_fanout)
-    /// random members, on top of piggybacking them on probes. `None` disables it (pure
-    /// SWIM: piggybacking only).
+    /// Time between two gossip rounds (memberlist's gossip interval): while urgent news waits
+    /// (this node's own news, or a join, death or leave, for its first
+    /// `2 * gossip_fanout` transmissions), each round sends the queue to
+    /// [`gossip_fanout`](Self::gossip_fanout) random members, on top of piggybacking it on
+    /// probes; relayed news only rides the probes, so that the load per member stays flat as
+    /// the cluster grows. `None` disables rounds (pure SWIM: piggybacking only).
     pub gossip_interval: Option<Duration>,
     /// How many members each gossip round sends to.
     pub gossip_fanout: usize,
