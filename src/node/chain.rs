@@ -97,6 +97,9 @@ const BATCH: usize = 1_024;
 const BATCH_BYTES: usize = 768 * 1024;
 /// The bytes of one catch-up message (entries or a snapshot chunk): a few fit in one batch.
 const SYNC_CHUNK: usize = 256 * 1024;
+/// Catch-up messages per request: 8 MiB in flight, so that a large snapshot costs few round
+/// trips.
+const SYNC_WINDOW: usize = 32;
 /// Read-lease length of the node's replicas (the fence wait is 1.5 times this). Longer than
 /// the sans-IO defaults: a node process on a busy machine can be descheduled for hundreds of
 /// milliseconds, and a lease that lapses or a replica that seems silent starts a
@@ -347,6 +350,7 @@ impl ChainServices {
                     settings.fence_wait = LEASE * 3 / 2;
                     settings.suspect_after = SUSPECT_AFTER;
                     settings.sync_chunk = SYNC_CHUNK;
+                    settings.sync_window = SYNC_WINDOW;
                     let mut driver = DriverSettings::default();
                     driver.clock = services.clock.clone();
                     let transport = Arc::new(Transport(services.clone(), shard));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{ChainConfig, ClientId, Member, ReplicaId};
 use super::machine::{RestoreError, StateMachine};
-use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot};
+use super::message::{ControlMessage, Entry, Message, Peer, Session, Snapshot, SnapshotCursor};
 
 mod journal;
 mod sync;
@@ -43,6 +43,10 @@ pub struct ReplicaSettings {
     /// How many catch-up messages answer one request (a window: the successor asks again
     /// after the last, so a transfer costs one round trip per window, not per chunk).
     pub sync_window: usize,
+    /// A request repeating the one answered last is answered again only this long after it:
+    /// a window of a large snapshot can take longer to arrive than the successor's
+    /// retransmission interval, and answering every repeat would send it many times over.
+    pub sync_resend: Duration,
     /// How many committed entries a replica keeps in memory after applying them, so that a
     /// successor that is behind by no more than that catches up from the log instead of a
     /// snapshot.
@@ -67,6 +71,7 @@ impl ReplicaSettings {
             group,
             sync_chunk: 1024 * 1024,
             sync_window: 8,
+            sync_resend: Duration::from_millis(200),
             history: 100_000,
             journal: false,
         }
@@ -131,6 +136,8 @@ pub struct Replica<S: StateMachine> {
     history: VecDeque<Entry<S>>,
     /// A snapshot being sent to the successor: its index and encoded bytes.
     outgoing: Option<(u64, Arc<Vec<u8>>)>,
+    /// The last catch-up request answered (position, snapshot cursor) and when.
+    last_sync_answer: Option<(u64, Option<SnapshotCursor>, Instant)>,
     /// A snapshot being received from the predecessor: its index, whole length and the
     /// bytes so far.
     incoming: Option<(u64, u64, Vec<u8>)>,
@@ -195,6 +202,7 @@ impl<S: StateMachine> Replica<S> {
             sessions: BTreeMap::new(),
             history: VecDeque::new(),
             outgoing: None,
+            last_sync_answer: None,
             incoming: None,
             successor: Successor::default(),
             last_sync_request: None,
@@ -335,6 +343,7 @@ impl<S: StateMachine> Replica<S> {
         self.lease.until = None;
         self.early.clear();
         self.outgoing = None;
+        self.last_sync_answer = None;
         self.incoming = None;
         let Some(me) = me else { return };
         let position = self.position();
@@ -867,6 +876,7 @@ impl<S: StateMachine> Replica<S> {
         self.early.clear();
         self.received = self.committed;
         self.outgoing = None;
+        self.last_sync_answer = None;
         self.incoming = None;
         if self.settings.journal {
             // The store keeps the log from the last snapshot on: replace it with the
@@ -893,6 +903,7 @@ impl<S: StateMachine> Replica<S> {
         self.sessions.clear();
         self.history.clear();
         self.outgoing = None;
+        self.last_sync_answer = None;
         self.incoming = None;
     }
 

@@ -38,6 +38,16 @@ impl<S: StateMachine> Replica<S> {
             last_send: Some(now),
         };
         let to = Peer::Replica(successor.id);
+        if self
+            .last_sync_answer
+            .is_some_and(|(last, last_cursor, at)| {
+                last == have && last_cursor == cursor && now < at + self.settings.sync_resend
+            })
+        {
+            // The answer to this very request is still on its way.
+            return;
+        }
+        self.last_sync_answer = Some((have, cursor, now));
         if have <= self.received && have + 1 >= self.first_sendable() {
             // The successor's log is a prefix of ours: send what follows, a window of chunks
             // per request.
