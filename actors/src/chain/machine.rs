@@ -162,15 +162,38 @@ impl StateMachine for KvMap {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        // Serialising a BTreeMap of strings and byte vectors cannot fail.
-        postcard::to_allocvec(&self.entries).unwrap_or_default()
+        // Serialising a map of strings and byte strings cannot fail.
+        postcard::to_allocvec(&SnapshotOf(&self.entries)).unwrap_or_default()
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), RestoreError> {
-        self.entries = postcard::from_bytes(snapshot)?;
+        let entries: BTreeMap<String, Value> = postcard::from_bytes(snapshot)?;
+        self.entries = entries.into_iter().map(|(k, v)| (k, v.0)).collect();
         Ok(())
     }
 }
+
+/// A [`KvMap`]'s entries with their values as byte strings: the same bytes postcard writes
+/// for a map of byte vectors, but each value is written and read as one piece rather than
+/// one byte at a time.
+struct SnapshotOf<'a>(&'a BTreeMap<String, Vec<u8>>);
+
+impl Serialize for SnapshotOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(key, value)| (key, ValueRef(value))))
+    }
+}
+
+struct ValueRef<'a>(&'a [u8]);
+
+impl Serialize for ValueRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+#[derive(Deserialize)]
+struct Value(#[serde(with = "super::message::byte_buf")] Vec<u8>);
 
 #[cfg(test)]
 mod tests {

@@ -92,9 +92,14 @@ impl<S: StateMachine> Replica<S> {
         // Too far behind (or ahead: a log that cannot be ours): our committed state, in
         // chunks. A resumed transfer continues the snapshot it started with.
         let (index, encoded) = match (&self.outgoing, cursor) {
-            (Some((index, encoded)), Some(cursor)) if cursor.index == *index => {
+            // The transfer the successor is receiving, or (a new request, or a repeat that
+            // waited while we encoded) the snapshot of our committed state we already hold.
+            (Some((index, encoded)), Some(SnapshotCursor { index: wanted, .. }))
+                if wanted == *index =>
+            {
                 (*index, encoded.clone())
             }
+            (Some((index, encoded)), None) if *index == self.committed => (*index, encoded.clone()),
             _ => {
                 let snapshot = Snapshot::<S> {
                     committed: self.committed,
