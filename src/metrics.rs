@@ -54,6 +54,7 @@
 //! |---|---|---|---|
 //! | `phalanx_transport_dropped_frames_total` | counter | `reason` (the transport's drop reasons) | frames dropped on receipt |
 //! | `phalanx_gossip_probes_total` | counter | `result` = `ack`, `indirect_ack`, `timeout` | failure-detector probes, by outcome |
+//! | `phalanx_gossip_suspicions_total` | counter | `event` = `raised` (this node began to suspect a member), `refuted` (this node refuted a suspicion of itself) | suspicion |
 //! | `phalanx_gossip_members` | gauge | `state` = `alive`, `suspect`, `dead`, `left` | members as this node sees them |
 //! | `phalanx_gossip_local_health` | gauge | | Lifeguard local health (0 = healthy) |
 //! | `phalanx_chain_lag` | gauge | | versions this replica's clean state trails the newest it holds (received minus committed) |
@@ -67,9 +68,8 @@
 //! The chain gauges are fetched from the chain actors every half second, so they are at most
 //! that old. A replica's lag behind the chain, rather than behind itself, is the difference
 //! between nodes: `max(phalanx_chain_received) - phalanx_chain_committed` across the cluster.
-//! `phalanx_gossip_probes_total` and `phalanx_gossip_local_health` are reserved but not yet
-//! exported: the gossip actor does not publish its probe outcomes or health score to the
-//! node. Suspicion shows as `phalanx_gossip_members{state="suspect"}`.
+//! The gossip counters start again from 0 when the gossip actor is restarted by its
+//! supervisor (Prometheus's `rate` treats that as a counter reset).
 //!
 //! Histograms whose names end in `_seconds` are exported as Prometheus histograms with
 //! latency buckets from 100 µs to 10 s; `phalanx_mailbox_depth` with buckets from 1 to 65,536.
@@ -195,6 +195,8 @@ pub enum MetricsError {
 pub const TRANSPORT_DROPPED_FRAMES: &str = "phalanx_transport_dropped_frames_total";
 /// Failure-detector probes, labelled `node` and `result` (counter).
 pub const GOSSIP_PROBES: &str = "phalanx_gossip_probes_total";
+/// Suspicions raised and refuted, labelled `node` and `event` (counter).
+pub const GOSSIP_SUSPICIONS: &str = "phalanx_gossip_suspicions_total";
 /// Members by state as a node sees them, labelled `node` and `state` (gauge).
 pub const GOSSIP_MEMBERS: &str = "phalanx_gossip_members";
 /// Lifeguard local health score, labelled `node` (gauge).

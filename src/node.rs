@@ -236,6 +236,7 @@ impl Node {
         // Local registry names carry the node id: several nodes may share one process.
         let local_gossip = format!("{GOSSIP_NAME}.{node}");
 
+        let detector = Arc::new(Mutex::new(Default::default()));
         let services = gossip::Services {
             transport,
             remoting: remoting.clone(),
@@ -247,6 +248,7 @@ impl Node {
             seeds: config.seeds.clone(),
             config: config.gossip.clone(),
             table: table.clone(),
+            detector: detector.clone(),
             registry: registry.clone(),
         };
         let gossip_spec = {
@@ -294,7 +296,7 @@ impl Node {
         // carry the node id as well as the actor's.
         let span = tracing::info_span!("node", id = %node);
         let root = span.in_scope(|| root.start())?;
-        let metrics = metrics::collect(node, &remoting, &table, chain.as_ref());
+        let metrics = metrics::collect(node, &remoting, (&table, &detector), chain.as_ref());
         Ok(Node {
             remoting,
             root,

@@ -46,7 +46,7 @@ mod suspicion;
 pub use action::{Action, DownReason, Notification, Timer};
 pub use config::Config;
 pub use member::{MemberId, NodeId};
-pub use membership::{Address, EventError, Membership, MessageError, MessageStats};
+pub use membership::{Address, EventError, Membership, MessageError, MessageStats, ProbeStats};
 pub use message::{
     Body, DecodeError, DirectMessage, EncodeError, MAX_DIRECT_MESSAGES, MAX_DIRECT_PAYLOAD,
     MAX_EVENT_NAME, MAX_EVENT_PAYLOAD, MAX_EVENTS, MAX_MESSAGE_LEN, MAX_PUSH_PULL_MEMBERS,

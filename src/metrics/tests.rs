@@ -277,6 +277,22 @@ fn a_node_publishes_membership_and_chain_progress() -> Result<(), Box<dyn std::e
             super::GOSSIP_MEMBERS
         );
         assert!(text.contains(&alive) && text.contains(&suspect), "{text}");
+        // The failure detector's series exist from the start (a lone node probes no one).
+        assert_eq!(value(super::GOSSIP_LOCAL_HEALTH)?, 0.0);
+        for result in ["ack", "indirect_ack", "timeout"] {
+            let probes = format!(
+                "{}{{node=\"{id}\",result=\"{result}\"}} 0",
+                super::GOSSIP_PROBES
+            );
+            assert!(text.contains(&probes), "no {probes} in\n{text}");
+        }
+        for event in ["raised", "refuted"] {
+            let suspicions = format!(
+                "{}{{node=\"{id}\",event=\"{event}\"}} 0",
+                super::GOSSIP_SUSPICIONS
+            );
+            assert!(text.contains(&suspicions), "no {suspicions} in\n{text}");
+        }
         node.shutdown().await;
         Ok::<(), Box<dyn std::error::Error>>(())
     })?;

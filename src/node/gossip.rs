@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use phalanx_actors::gossip::{
-    Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification, Timer,
+    Action, Config, MemberState, Membership, Message, NodeId as MemberNode, Notification,
+    ProbeStats, Timer,
 };
 use phalanx_actors::registry::{ClusterRegistry, DELTA_EVENT, Delta, Notice, State};
 use phalanx_runtime::{Actor, ActorRef, Context, HandlerError, Reply, Task};
@@ -29,6 +30,10 @@ use phalanx_transports::{
 use serde::{Deserialize, Serialize};
 
 use super::{GOSSIP_NAME, MemberRow, security_for};
+
+/// The failure detector's figures as the gossip actor last published them: probe outcomes and
+/// suspicions, and the local health score.
+pub(crate) type Detector = Arc<Mutex<(ProbeStats, u32)>>;
 
 /// What a node's gossip actor needs, shared by every instance the supervisor builds.
 #[derive(Clone)]
@@ -43,6 +48,9 @@ pub(crate) struct Services {
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) config: Config,
     pub(crate) table: Arc<Mutex<Vec<MemberRow>>>,
+    /// The failure detector's figures for the metrics endpoint: probe outcomes and
+    /// suspicions (counted since the gossip actor started) and the local health score.
+    pub(crate) detector: Detector,
     /// The cluster-wide registry replica; it outlives restarts of the gossip actor.
     pub(crate) registry: Arc<Mutex<ClusterRegistry>>,
 }
@@ -392,6 +400,12 @@ impl GossipActor {
         rows.insert(0, own);
         if let Ok(mut table) = self.services.table.lock() {
             *table = rows;
+        }
+        if let Ok(mut detector) = self.services.detector.lock() {
+            *detector = (
+                self.membership.probe_stats(),
+                self.membership.health_score(),
+            );
         }
         if let Ok(mut view) = self.carrier.lock() {
             view.live.clear();

@@ -1,5 +1,6 @@
 //! The node's own figures for the metrics endpoint: frames dropped by the transports, by
-//! reason, the membership table by state, and the chain's progress on this node.
+//! reason, the failure detector's probe outcomes, suspicions and local health, the membership
+//! table by state, and the chain's progress on this node.
 //!
 //! Transport and membership figures are read at scrape time, so the hot paths pay nothing for
 //! them. The chain's figures live in its actors, which answer only by message, and a collector
@@ -16,9 +17,11 @@ use phalanx_transports::{NodeId, Remoting};
 
 use super::MemberRow;
 use super::chain::ChainServices;
+use super::gossip::Detector;
 use crate::metrics::{
     CHAIN_COMMITTED, CHAIN_EPOCH, CHAIN_GROUP_LEADER, CHAIN_LAG, CHAIN_RECEIVED, CHAIN_SYNCED,
-    CollectorGuard, GOSSIP_MEMBERS, Metrics, Sink, TRANSPORT_DROPPED_FRAMES,
+    CollectorGuard, GOSSIP_LOCAL_HEALTH, GOSSIP_MEMBERS, GOSSIP_PROBES, GOSSIP_SUSPICIONS, Metrics,
+    Sink, TRANSPORT_DROPPED_FRAMES,
 };
 
 /// The states a member can be in, each reported even when no member is in it.
@@ -39,12 +42,13 @@ struct ChainFigures {
 pub(super) fn collect(
     node: NodeId,
     remoting: &Arc<Remoting>,
-    table: &Arc<Mutex<Vec<MemberRow>>>,
+    (table, detector): (&Arc<Mutex<Vec<MemberRow>>>, &Detector),
     chain: Option<&Arc<ChainServices>>,
 ) -> Option<CollectorGuard> {
     let metrics = Metrics::installed()?;
     let remoting = Arc::downgrade(remoting);
     let table = table.clone();
+    let detector = detector.clone();
     let id = node.to_string();
     let figures: Arc<Mutex<ChainFigures>> = Arc::default();
     // Dropped with the collector, which cancels the task.
@@ -69,6 +73,29 @@ pub(super) fn collect(
                 sink.counter(TRANSPORT_DROPPED_FRAMES, &labels, total);
             }
         }
+        let (probes, health) = *detector.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcomes = [
+            ("ack", probes.acked),
+            ("indirect_ack", probes.indirect_acked),
+            ("timeout", probes.timed_out),
+        ];
+        for (result, total) in outcomes {
+            let labels = [("node", id.clone()), ("result", result.to_owned())];
+            sink.counter(GOSSIP_PROBES, &labels, total);
+        }
+        let events = [
+            ("raised", probes.suspicions),
+            ("refuted", probes.refutations),
+        ];
+        for (event, total) in events {
+            let labels = [("node", id.clone()), ("event", event.to_owned())];
+            sink.counter(GOSSIP_SUSPICIONS, &labels, total);
+        }
+        sink.gauge(
+            GOSSIP_LOCAL_HEALTH,
+            &[("node", id.clone())],
+            f64::from(health),
+        );
         let rows = table.lock().map(|rows| rows.clone()).unwrap_or_default();
         for state in STATES {
             let count = rows.iter().filter(|row| row.state == state).count();

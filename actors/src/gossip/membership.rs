@@ -89,6 +89,7 @@ pub struct Membership<A> {
     pub(super) recent_events: VecDeque<UserEvent>,
     next_event_seq: u64,
     health: Health,
+    probe_stats: ProbeStats,
     /// Datagrams of corrections (fresher records for a sender of stale news) this node may
     /// still send before the next protocol period (see `handle_datagram`).
     correction_budget: u32,
@@ -98,6 +99,23 @@ pub struct Membership<A> {
     outbox: direct::Outbox,
     /// Per-sender windows of received actor message numbers, to drop duplicates.
     inbox: direct::Inbox,
+}
+
+/// What the failure detector did, counted since this node started: probe outcomes and
+/// suspicions (for operators' metrics; no protocol decision reads them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeStats {
+    /// Probes answered by their target directly, within the probe timeout.
+    pub acked: u64,
+    /// Probes answered only after indirect probes were sent (through helpers, or late).
+    pub indirect_acked: u64,
+    /// Probes that got no answer at all: the target was suspected.
+    pub timed_out: u64,
+    /// Members this node started to suspect (its own probes, or news from others).
+    pub suspicions: u64,
+    /// Suspicions of this node that it refuted with a new incarnation.
+    pub refutations: u64,
 }
 
 /// The probe of the current protocol period.
@@ -174,6 +192,7 @@ impl<A: Address> Membership<A> {
             // numbers of its earlier life, which peers still remember as seen.
             next_event_seq: incarnation.wrapping_shl(EVENT_SEQ_SHIFT),
             health,
+            probe_stats: ProbeStats::default(),
             correction_budget: CORRECTION_BUDGET,
             rng: fastrand::Rng::with_seed(seed),
             actions: VecDeque::new(),
@@ -195,6 +214,11 @@ impl<A: Address> Membership<A> {
     /// Lifeguard's local health score: 0 is healthy; timeouts are stretched by score + 1.
     pub fn health_score(&self) -> u32 {
         self.health.score()
+    }
+
+    /// Probe outcomes and suspicions so far.
+    pub fn probe_stats(&self) -> ProbeStats {
+        self.probe_stats
     }
 
     /// Whether this node has left.

@@ -46,9 +46,15 @@ impl<A: Address> Membership<A> {
 
     fn finish_probe(&mut self, probe: Probe, now: Instant) {
         if probe.acked {
+            if probe.nacks_expected > 0 {
+                self.probe_stats.indirect_acked += 1;
+            } else {
+                self.probe_stats.acked += 1;
+            }
             self.health.apply(-1);
             return;
         }
+        self.probe_stats.timed_out += 1;
         // Lifeguard: missing nacks mean our own network may be at fault.
         let delta = if probe.nacks_expected > 0 {
             probe.nacks_expected.saturating_sub(probe.nacks)

@@ -51,6 +51,7 @@ impl<A: Address> Membership<A> {
             if update.state != MemberState::Alive {
                 // Lifeguard: being suspected hints that our own processing is slow.
                 self.health.apply(1);
+                self.probe_stats.refutations += 1;
             }
             self.broadcasts
                 .push_update(self.self_update(MemberState::Alive), Urgency::Urgent);
@@ -155,6 +156,7 @@ impl<A: Address> Membership<A> {
         member.incarnation = incarnation;
         member.state = MemberState::Suspect;
         member.since = now;
+        self.probe_stats.suspicions += 1;
         let id = member.id();
         let mut update = member.to_update(me);
         update.origin = origin;
