@@ -43,9 +43,10 @@ pub struct ReplicaSettings {
     /// How many catch-up messages answer one request (a window: the successor asks again
     /// after the last, so a transfer costs one round trip per window, not per chunk).
     pub sync_window: usize,
-    /// A request repeating the one answered last is answered again only this long after it:
-    /// a window of a large snapshot can take longer to arrive than the successor's
-    /// retransmission interval, and answering every repeat would send it many times over.
+    /// A request for a snapshot repeating the one answered last is answered again only this
+    /// long after it: a window of a large snapshot can take longer to arrive than the
+    /// successor's retransmission interval, and answering every repeat would send it many
+    /// times over.
     pub sync_resend: Duration,
     /// How many committed entries a replica keeps in memory after applying them, so that a
     /// successor that is behind by no more than that catches up from the log instead of a

@@ -38,16 +38,6 @@ impl<S: StateMachine> Replica<S> {
             last_send: Some(now),
         };
         let to = Peer::Replica(successor.id);
-        if self
-            .last_sync_answer
-            .is_some_and(|(last, last_cursor, at)| {
-                last == have && last_cursor == cursor && now < at + self.settings.sync_resend
-            })
-        {
-            // The answer to this very request is still on its way.
-            return;
-        }
-        self.last_sync_answer = Some((have, cursor, now));
         if have <= self.received && have + 1 >= self.first_sendable() {
             // The successor's log is a prefix of ours: send what follows, a window of chunks
             // per request.
@@ -90,7 +80,20 @@ impl<S: StateMachine> Replica<S> {
             return;
         }
         // Too far behind (or ahead: a log that cannot be ours): our committed state, in
-        // chunks. A resumed transfer continues the snapshot it started with.
+        // chunks. A resumed transfer continues the snapshot it started with. A window of a
+        // large snapshot can take longer to arrive than the successor's retransmission
+        // interval: a repeat of the request just answered waits for `sync_resend`, or the
+        // window would be sent many times over. (Answers from the log are small and cheap;
+        // they are never held back.)
+        if self
+            .last_sync_answer
+            .is_some_and(|(last, last_cursor, at)| {
+                last == have && last_cursor == cursor && now < at + self.settings.sync_resend
+            })
+        {
+            return;
+        }
+        self.last_sync_answer = Some((have, cursor, now));
         let (index, encoded) = match (&self.outgoing, cursor) {
             // The transfer the successor is receiving, or (a new request, or a repeat that
             // waited while we encoded) the snapshot of our committed state we already hold.
