@@ -1,8 +1,10 @@
 //! Listing for "Membership and discovery": a remote message type that opts in to riding the
 //! gossip datagrams, between two nodes in one process on loopback.
-// `mdbook test` passes no --extern, so the listing names the crate itself.
+// `mdbook test` passes no --extern, so the listing names the crates itself.
 #[allow(unused_extern_crates)]
 extern crate phalanx;
+#[allow(unused_extern_crates)]
+extern crate serde;
 
 use std::time::Duration;
 
