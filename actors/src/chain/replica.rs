@@ -362,8 +362,13 @@ impl<S: StateMachine> Replica<S> {
             // or one built by a future kind of reconfiguration) stays unsynced: safe, and the
             // chain waits.
             self.forget_uncommitted();
+            // A replica that never held state and never caught up can only be head because it
+            // was appended to an empty chain (the group makes a replica head on removals only
+            // once it reported having caught up), even if it missed that configuration and
+            // now sees a later one with more members: it starts the chain empty too.
             let sole = self.config.as_ref().is_some_and(|c| c.members.len() == 1);
-            if position == Some(0) && (me.since > 1 || !self.fresh) && !sole {
+            let never_held = self.fresh && self.synced_epoch == 0;
+            if position == Some(0) && !sole && !never_held {
                 return;
             }
         }
