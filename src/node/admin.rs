@@ -391,17 +391,7 @@ pub async fn members_of(
     key: Option<Key>,
     timeout: Duration,
 ) -> Result<Vec<MemberRow>, NodeError> {
-    let client = client(addr, cluster, key).await?;
-    let node = client.connect(addr, timeout).await?;
-    let admin = client
-        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
-        .await?;
-    let rows = admin
-        .ask(AdminRequest::Members, timeout)
-        .await
-        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
-    client.shutdown();
-    Ok(rows)
+    ask_admin(addr, cluster, key, timeout, AdminRequest::Members).await
 }
 
 /// Asks the node at `addr` for its view of the chain, as a short-lived client of the cluster.
@@ -415,17 +405,7 @@ pub async fn chain_status_of(
     key: Option<Key>,
     timeout: Duration,
 ) -> Result<ChainReport, NodeError> {
-    let client = client(addr, cluster, key).await?;
-    let node = client.connect(addr, timeout).await?;
-    let admin = client
-        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
-        .await?;
-    let report = admin
-        .ask(AdminRequest::ChainStatus, timeout)
-        .await
-        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
-    client.shutdown();
-    Ok(report)
+    ask_admin(addr, cluster, key, timeout, AdminRequest::ChainStatus).await
 }
 
 /// Runs a key-value operation through the node at `addr`, as a short-lived client of the
@@ -441,17 +421,10 @@ pub async fn kv_of(
     request: KvRequest,
     timeout: Duration,
 ) -> Result<Result<KvAnswer, String>, NodeError> {
-    let client = client(addr, cluster, key).await?;
-    let node = client.connect(addr, timeout).await?;
-    let admin = client
-        .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
-        .await?;
-    let outcome = admin
-        .ask(|reply| AdminRequest::Kv(request, reply), timeout)
-        .await
-        .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
-    client.shutdown();
-    Ok(outcome)
+    ask_admin(addr, cluster, key, timeout, |reply| {
+        AdminRequest::Kv(request, reply)
+    })
+    .await
 }
 
 /// Changes the chain clock of the node at `addr` (fault injection), as a short-lived client
@@ -468,17 +441,32 @@ pub async fn clock_of(
     change: ClockChange,
     timeout: Duration,
 ) -> Result<Result<Duration, String>, NodeError> {
+    ask_admin(addr, cluster, key, timeout, |reply| {
+        AdminRequest::Clock(change, reply)
+    })
+    .await
+}
+
+/// Asks the admin actor of the node at `addr` one request, as a short-lived client of the
+/// cluster (connect, look the actor up, ask, shut the client down).
+async fn ask_admin<R: Send + 'static>(
+    addr: SocketAddr,
+    cluster: ClusterId,
+    key: Option<Key>,
+    timeout: Duration,
+    request: impl FnOnce(Reply<R>) -> AdminRequest,
+) -> Result<R, NodeError> {
     let client = client(addr, cluster, key).await?;
     let node = client.connect(addr, timeout).await?;
     let admin = client
         .lookup::<AdminRequest>(node, ADMIN_NAME, timeout)
         .await?;
-    let outcome = admin
-        .ask(|reply| AdminRequest::Clock(change, reply), timeout)
+    let answer = admin
+        .ask(request, timeout)
         .await
         .map_err(|error| phalanx_transports::RemoteError::Transport(error.to_string()))?;
     client.shutdown();
-    Ok(outcome)
+    Ok(answer)
 }
 
 async fn client(
