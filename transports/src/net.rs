@@ -87,12 +87,7 @@ impl Transport for NetTransport {
 
     fn send_datagram<'a>(&'a self, to: SocketAddr, datagram: &'a [u8]) -> TransportFuture<'a, ()> {
         TransportFuture::new(async move {
-            if datagram.len() > self.max_datagram {
-                return Err(TransportError::DatagramTooLarge {
-                    len: datagram.len(),
-                    max: self.max_datagram,
-                });
-            }
+            TransportError::check_datagram(datagram, self.max_datagram)?;
             self.udp.send_to(datagram, to).await?;
             Ok(())
         })

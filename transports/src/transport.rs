@@ -170,6 +170,23 @@ pub enum TransportError {
     Io(#[from] io::Error),
 }
 
+impl TransportError {
+    /// The check every [`Transport::send_datagram`] makes first: `datagram` fits in `max`.
+    ///
+    /// # Errors
+    ///
+    /// [`TransportError::DatagramTooLarge`] if it does not.
+    pub fn check_datagram(datagram: &[u8], max: usize) -> Result<(), TransportError> {
+        if datagram.len() > max {
+            return Err(TransportError::DatagramTooLarge {
+                len: datagram.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -201,12 +218,7 @@ mod tests {
             datagram: &'a [u8],
         ) -> TransportFuture<'a, ()> {
             TransportFuture::new(async move {
-                if datagram.len() > self.max_datagram() {
-                    return Err(TransportError::DatagramTooLarge {
-                        len: datagram.len(),
-                        max: self.max_datagram(),
-                    });
-                }
+                TransportError::check_datagram(datagram, self.max_datagram())?;
                 self.queue
                     .lock()
                     .map_err(|_| TransportError::Closed)?

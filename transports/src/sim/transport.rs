@@ -112,12 +112,7 @@ impl Transport for SimTransport {
 
     fn send_datagram<'a>(&'a self, to: SocketAddr, datagram: &'a [u8]) -> TransportFuture<'a, ()> {
         TransportFuture::new(async move {
-            if datagram.len() > self.max_datagram {
-                return Err(TransportError::DatagramTooLarge {
-                    len: datagram.len(),
-                    max: self.max_datagram,
-                });
-            }
+            TransportError::check_datagram(datagram, self.max_datagram)?;
             self.check_open()?;
             self.hub.send_datagram(self.addr, to, datagram);
             Ok(())
