@@ -51,6 +51,18 @@ pub struct Snapshot<S: StateMachine> {
     pub sessions: BTreeMap<ClientId, Session<S>>,
 }
 
+impl<S: StateMachine> Snapshot<S> {
+    /// The snapshot of `machine` after applying everything up to `committed`, with its
+    /// deduplication table.
+    pub fn of(committed: u64, machine: &S, sessions: BTreeMap<ClientId, Session<S>>) -> Self {
+        Self {
+            committed,
+            state: machine.snapshot(),
+            sessions,
+        }
+    }
+}
+
 /// How far a successor has received a snapshot ([`Message::SyncRequest`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotCursor {

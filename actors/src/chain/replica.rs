@@ -887,11 +887,8 @@ impl<S: StateMachine> Replica<S> {
         if self.settings.journal {
             // The store keeps the log from the last snapshot on: replace it with the
             // committed state, so that the dropped entries are gone there too.
-            self.journal.push(JournalOp::Reset(Some(Snapshot {
-                committed: self.committed,
-                state: self.machine.snapshot(),
-                sessions: self.sessions.clone(),
-            })));
+            let snapshot = Snapshot::of(self.committed, &self.machine, self.sessions.clone());
+            self.journal.push(JournalOp::Reset(Some(snapshot)));
         }
     }
 

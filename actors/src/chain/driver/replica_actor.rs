@@ -277,11 +277,7 @@ impl<S: StateMachine, T: ChainTransport> ReplicaActor<S, T> {
                 index,
                 epoch,
                 Box::new(move || {
-                    let snapshot = crate::chain::Snapshot::<S> {
-                        committed: index,
-                        state: machine.snapshot(),
-                        sessions,
-                    };
+                    let snapshot = crate::chain::Snapshot::of(index, &machine, sessions);
                     postcard::to_allocvec(&snapshot).unwrap_or_default()
                 }),
             );

@@ -104,11 +104,7 @@ impl<S: StateMachine> Replica<S> {
             }
             (Some((index, encoded)), None) if *index == self.committed => (*index, encoded.clone()),
             _ => {
-                let snapshot = Snapshot::<S> {
-                    committed: self.committed,
-                    state: self.machine.snapshot(),
-                    sessions: self.sessions.clone(),
-                };
+                let snapshot = Snapshot::of(self.committed, &self.machine, self.sessions.clone());
                 let encoded = Arc::new(postcard::to_allocvec(&snapshot).unwrap_or_default());
                 self.outgoing = Some((self.committed, encoded.clone()));
                 (self.committed, encoded)
