@@ -876,14 +876,7 @@ impl<S: StateMachine> Replica<S> {
 
     /// Drops everything not committed; the committed state stays.
     fn forget_uncommitted(&mut self) {
-        self.log.clear();
-        self.dirty.clear();
-        self.pending.clear();
-        self.early.clear();
-        self.received = self.committed;
-        self.outgoing = None;
-        self.last_sync_answer = None;
-        self.incoming = None;
+        self.drop_uncommitted();
         if self.settings.journal {
             // The store keeps the log from the last snapshot on: replace it with the
             // committed state, so that the dropped entries are gone there too.
@@ -898,13 +891,18 @@ impl<S: StateMachine> Replica<S> {
         }
         self.machine = S::default();
         self.committed = 0;
-        self.received = 0;
+        self.sessions.clear();
+        self.history.clear();
+        self.drop_uncommitted();
+    }
+
+    /// Drops the entries after `committed` and any catch-up in progress (in memory only).
+    fn drop_uncommitted(&mut self) {
         self.log.clear();
         self.dirty.clear();
         self.pending.clear();
         self.early.clear();
-        self.sessions.clear();
-        self.history.clear();
+        self.received = self.committed;
         self.outgoing = None;
         self.last_sync_answer = None;
         self.incoming = None;
