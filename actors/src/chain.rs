@@ -133,6 +133,7 @@ mod group;
 pub mod linearizability;
 mod machine;
 mod message;
+pub mod reads;
 mod replica;
 pub mod sim;
 

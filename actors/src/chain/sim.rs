@@ -817,7 +817,7 @@ impl ChainSim {
     }
 
     fn send_client(&mut self, index: usize, outgoing: Outgoing, now: SimInstant) {
-        let Some(client) = self.clients.get(index) else {
+        let Some(client) = self.clients.get_mut(index) else {
             return;
         };
         let from = Peer::Client(client.id);
@@ -833,10 +833,7 @@ impl ChainSim {
         let Some(config) = &client.config else { return };
         let target = match outgoing.target {
             Target::Head => config.head(),
-            Target::Reader if self.settings.craq => {
-                let i = self.rng.below(config.members.len() as u64) as usize;
-                config.members.get(i).copied()
-            }
+            Target::Reader if self.settings.craq => client.pick_reader(&mut self.rng, now),
             Target::Reader => config.tail(),
         };
         if let Some(member) = target {

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use super::replica_actor::start_ticker;
 use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
-use crate::chain::config::{ChainConfig, ClientId};
+use crate::chain::config::{ChainConfig, ClientId, ReplicaId};
 use crate::chain::machine::StateMachine;
 use crate::chain::message::{ControlMessage, Message, Peer, decode, encode};
+use crate::chain::reads::ReadBalancer;
 use crate::clock::Clock;
 
 /// How often an idle client asks the group for the latest configuration.
@@ -100,6 +101,8 @@ struct Pending<S: StateMachine> {
     op: Operation<S>,
     deadline: Instant,
     retry_at: Instant,
+    /// A read's last target and when it was sent there (for the read balancer).
+    read_sent: Option<(ReplicaId, Instant)>,
 }
 
 #[derive(Debug)]
@@ -108,8 +111,8 @@ enum Operation<S: StateMachine> {
     Read(S::Query, Reply<Result<S::Reply, ClientError>>),
 }
 
-/// A chain client: sends writes to the head and reads to any member (CRAQ) or the tail,
-/// keeps many requests outstanding, retries each with its own request id until answered or
+/// A chain client: sends writes to the head and reads to the tail or, under CRAQ, to a member
+/// a [`ReadBalancer`] chooses (the faster of two random ones), keeps many requests outstanding, retries each with its own request id until answered or
 /// past its deadline, and follows configuration changes.
 #[derive(Debug)]
 pub struct ClientActor<S: StateMachine, T: ChainTransport> {
@@ -120,6 +123,10 @@ pub struct ClientActor<S: StateMachine, T: ChainTransport> {
     pending: BTreeMap<u64, Pending<S>>,
     last_query: Option<Instant>,
     rng: fastrand::Rng,
+    /// Where CRAQ reads go, from their latencies and the reads outstanding per replica.
+    reads: ReadBalancer,
+    /// The origin of the balancer's time.
+    origin: Instant,
     counters: DriverCounters,
     /// The interval timer's task; dropping the actor cancels it.
     ticker: Option<Task<()>>,
@@ -129,6 +136,7 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
     /// A client with `settings` over `transport`.
     pub fn new(settings: ClientSettings, transport: Arc<T>) -> Self {
         let rng = fastrand::Rng::with_seed(settings.id.0);
+        let origin = settings.clock.now();
         Self {
             settings,
             transport,
@@ -137,6 +145,8 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
             pending: BTreeMap::new(),
             last_query: None,
             rng,
+            reads: ReadBalancer::default(),
+            origin,
             counters: DriverCounters::default(),
             ticker: None,
         }
@@ -155,6 +165,7 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
                 op,
                 deadline: now + self.settings.deadline,
                 retry_at: now + self.settings.retry,
+                read_sent: None,
             },
         );
         self.send_request(request, now);
@@ -163,7 +174,8 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
     /// Sends request `request` (again) to where the configuration says it goes.
     fn send_request(&mut self, request: u64, now: Instant) {
         let acked_below = self.acked_below();
-        let Some(pending) = self.pending.get(&request) else {
+        let at = now.saturating_duration_since(self.origin);
+        let Some(pending) = self.pending.get_mut(&request) else {
             return;
         };
         let Some(config) = self.config.as_ref().filter(|c| !c.members.is_empty()) else {
@@ -171,6 +183,11 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
             return;
         };
         let client = self.settings.id;
+        // A read sent again leaves its previous target: the wait counts against it.
+        if let Some((replica, sent)) = pending.read_sent.take() {
+            self.reads
+                .abandoned(replica, now.saturating_duration_since(sent), at);
+        }
         let (target, message) = match &pending.op {
             Operation::Write(command, _) => (
                 config.head(),
@@ -183,8 +200,10 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
             ),
             Operation::Read(query, _) => {
                 let target = if self.settings.craq {
-                    let index = self.rng.usize(..config.members.len());
-                    config.members.get(index).copied()
+                    let rng = &mut self.rng;
+                    let target = self.reads.pick(&config.members, at, |n| rng.usize(..n));
+                    pending.read_sent = target.map(|member| (member.id, now));
+                    target
                 } else {
                     config.tail()
                 };
@@ -288,9 +307,15 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
                     Some(Operation::Read(..))
                 ) && let Some(Pending {
                     op: Operation::Read(_, answer),
+                    read_sent,
                     ..
                 }) = self.pending.remove(&request)
                 {
+                    if let Some((replica, sent)) = read_sent {
+                        let at = now.saturating_duration_since(self.origin);
+                        let latency = now.saturating_duration_since(sent);
+                        self.reads.completed(replica, latency, at);
+                    }
                     let _ = answer.send(Ok(reply));
                 }
             }
@@ -316,6 +341,7 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
         {
             return;
         }
+        self.reads.retain(&config.members);
         self.config = Some(config);
         let requests: Vec<u64> = self.pending.keys().copied().collect();
         for request in requests {
@@ -336,6 +362,11 @@ impl<S: StateMachine, T: ChainTransport> ClientActor<S, T> {
         let chain_known = self.config.as_ref().is_some_and(|c| !c.members.is_empty());
         for request in expired {
             if let Some(pending) = self.pending.remove(&request) {
+                if let Some((replica, sent)) = pending.read_sent {
+                    let at = now.saturating_duration_since(self.origin);
+                    let waited = now.saturating_duration_since(sent);
+                    self.reads.abandoned(replica, waited, at);
+                }
                 let error = if chain_known {
                     ClientError::Timeout
                 } else {

@@ -6,10 +6,11 @@ use std::time::Duration;
 use phalanx_transports::SimInstant;
 
 use super::recording::TaggedCommand;
-use crate::chain::config::{ChainConfig, ClientId};
+use crate::chain::config::{ChainConfig, ClientId, Member, ReplicaId};
 use crate::chain::linearizability::{KvInput, KvResult, Operation};
 use crate::chain::machine::{KvCommand, KvOutput, KvQuery};
 use crate::chain::message::Message;
+use crate::chain::reads::ReadBalancer;
 
 use super::{RecordingKv, SimRng};
 
@@ -20,7 +21,8 @@ const RETRY: Duration = Duration::from_millis(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
     Head,
-    /// CRAQ: any member; plain chain replication: the tail.
+    /// CRAQ: the member the client's [`ReadBalancer`] chooses; plain chain replication: the
+    /// tail.
     Reader,
 }
 
@@ -41,6 +43,8 @@ struct Current {
     history: usize,
     deadline: SimInstant,
     retry_at: SimInstant,
+    /// A CRAQ read's last target and when it was sent there.
+    read_sent: Option<(ReplicaId, SimInstant)>,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,8 @@ pub(super) struct SimClient {
     pub(super) config: Option<ChainConfig>,
     next_request: u64,
     current: Option<Current>,
+    /// Where CRAQ reads go.
+    reads: ReadBalancer,
     pub(super) next_op_at: SimInstant,
     pub(super) completed: u64,
     pub(super) reads_completed: u64,
@@ -62,6 +68,7 @@ impl SimClient {
             config: None,
             next_request: 1,
             current: None,
+            reads: ReadBalancer::default(),
             next_op_at: SimInstant::ZERO,
             completed: 0,
             reads_completed: 0,
@@ -144,6 +151,7 @@ impl SimClient {
             history: history.len() - 1,
             deadline: now + deadline,
             retry_at: now + RETRY,
+            read_sent: None,
         });
         self.outgoing(command)
     }
@@ -206,10 +214,34 @@ impl SimClient {
         }
     }
 
+    /// Chooses the member the current read goes to (CRAQ) and remembers it; a read sent
+    /// again counts its wait against the member it leaves.
+    pub(super) fn pick_reader(&mut self, rng: &mut SimRng, now: SimInstant) -> Option<Member> {
+        let current = self.current.as_mut()?;
+        let members = &self.config.as_ref()?.members;
+        let at = since_zero(now);
+        if let Some((replica, sent)) = current.read_sent.take() {
+            self.reads
+                .abandoned(replica, now.saturating_duration_since(sent), at);
+        }
+        let member = self
+            .reads
+            .pick(members, at, |n| rng.below(n as u64) as usize)?;
+        current.read_sent = Some((member.id, now));
+        Some(member)
+    }
+
     /// Retries or gives up when due. Returns a request to send again.
     pub(super) fn on_timer(&mut self, rng: &mut SimRng, now: SimInstant) -> Option<Outgoing> {
         let current = self.current.as_mut()?;
         if now >= current.deadline {
+            if let Some((replica, sent)) = current.read_sent {
+                self.reads.abandoned(
+                    replica,
+                    now.saturating_duration_since(sent),
+                    since_zero(now),
+                );
+            }
             self.current = None;
             self.given_up += 1;
             self.next_op_at = now + Duration::from_millis(rng.below(10));
@@ -268,6 +300,13 @@ impl SimClient {
             operation.output = Some(result.clone());
         }
         if matches!(current.input, KvInput::Get) {
+            if let Some((replica, sent)) = current.read_sent {
+                self.reads.completed(
+                    replica,
+                    now.saturating_duration_since(sent),
+                    since_zero(now),
+                );
+            }
             self.reads_completed += 1;
         } else {
             acked.push((self.id.0, current.request));
@@ -278,4 +317,9 @@ impl SimClient {
         self.next_op_at = now + Duration::from_nanos(if pause == 0 { 0 } else { rng.below(pause) });
         None
     }
+}
+
+/// Simulated time as the balancer's time.
+fn since_zero(now: SimInstant) -> Duration {
+    now.saturating_duration_since(SimInstant::ZERO)
 }
