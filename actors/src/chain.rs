@@ -137,8 +137,11 @@ pub mod reads;
 mod replica;
 pub mod sim;
 
-pub use config::{ChainConfig, ClientId, Member, ReplicaId, place_chain};
-pub use group::{ConfigNode, GroupAction, GroupError, GroupJournal, GroupRecovered, GroupSettings};
+pub use config::{ChainConfig, ClientId, GroupSeat, Member, ReplicaId, place_chain};
+pub use group::{
+    ConfigNode, GroupAction, GroupChangeError, GroupError, GroupJournal, GroupRecovered,
+    GroupSettings,
+};
 pub use machine::{KvCommand, KvMap, KvOutput, KvQuery, RestoreError, StateMachine};
 pub use message::{
     ControlMessage, Entry, MAX_MESSAGE_BYTES, Message, MessageDecodeError, Peer, Session, Snapshot,

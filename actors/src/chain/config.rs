@@ -24,8 +24,31 @@ pub struct Member {
     pub since: u64,
 }
 
-/// A committed chain configuration: the members in chain order (head first, tail last) and
-/// the epoch that numbers it.
+/// A seat in the configuration group: a raft id and where its node is reached.
+///
+/// The address is opaque to the chain core: the node binary writes a socket address there
+/// (`"127.0.0.1:7001"`), the simulation nothing. Drivers read it to route packets for
+/// [`Peer::Config`](super::Peer::Config) to group nodes added after startup.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupSeat {
+    /// The group node's raft id (never 0).
+    pub id: u64,
+    /// Where the driver reaches it.
+    pub address: String,
+}
+
+impl GroupSeat {
+    /// A seat with no address (for drivers that route by raft id alone).
+    pub fn id(id: u64) -> Self {
+        Self {
+            id,
+            address: String::new(),
+        }
+    }
+}
+
+/// A committed chain configuration: the members in chain order (head first, tail last), the
+/// epoch that numbers it, and the configuration group whose majority grants its read leases.
 ///
 /// Configurations only ever change by removing members (the others keep their relative
 /// order) or by appending a member at the tail. That keeps the invariant that every member's
@@ -36,6 +59,12 @@ pub struct ChainConfig {
     pub epoch: u64,
     /// Members in chain order.
     pub members: Vec<Member>,
+    /// The configuration group's voters for this epoch: a read lease for this epoch needs the
+    /// grants of a majority of them. Empty means the group the replicas were started with
+    /// ([`ReplicaSettings::group`](super::ReplicaSettings::group)); a change of the group's
+    /// own membership commits a configuration naming the new voters (see
+    /// [`ConfigNode::change_group`](super::ConfigNode::change_group)).
+    pub group: Vec<GroupSeat>,
 }
 
 impl ChainConfig {
@@ -51,6 +80,17 @@ impl ChainConfig {
                     since: 1,
                 })
                 .collect(),
+            group: Vec::new(),
+        }
+    }
+
+    /// The raft ids whose majority grants this epoch's leases: [`group`](Self::group), or
+    /// `bootstrap` (the group the nodes were started with) while that is empty.
+    pub fn lease_group(&self, bootstrap: &[u64]) -> Vec<u64> {
+        if self.group.is_empty() {
+            bootstrap.to_vec()
+        } else {
+            self.group.iter().map(|seat| seat.id).collect()
         }
     }
 
@@ -99,6 +139,7 @@ impl ChainConfig {
                 .copied()
                 .filter(|member| member.id != id)
                 .collect(),
+            group: self.group.clone(),
         }
     }
 

@@ -18,15 +18,17 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use protobuf::Message as _;
 use raft::StateRole;
 use raft::prelude::{
-    ConfState, Entry as RaftEntry, EntryType, HardState, Message as RaftMessage, MessageType,
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState,
+    Entry as RaftEntry, EntryType, HardState, Message as RaftMessage, MessageType,
 };
 use raft::storage::MemStorage;
 use raft::{Config as RaftConfig, RawNode, Storage};
 use serde::{Deserialize, Serialize};
 
-use super::config::{ChainConfig, ReplicaId, place_chain, rendezvous_score};
+use super::config::{ChainConfig, GroupSeat, ReplicaId, place_chain, rendezvous_score};
 use super::message::{ControlMessage, Peer};
 
 /// Settings of a [`ConfigNode`].
@@ -99,6 +101,28 @@ pub enum GroupAction {
     },
 }
 
+/// A change of the configuration group's membership was not started
+/// ([`ConfigNode::change_group`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupChangeError {
+    /// Only the raft leader proposes; `leader` is the one this node knows of, if any.
+    #[error("not the configuration group's leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader's raft id, if known.
+        leader: Option<u64>,
+    },
+    /// A membership change is still under way.
+    #[error("a change of the group's membership is still under way")]
+    InProgress,
+    /// The requested voters are not a valid group.
+    #[error("invalid group: {0}")]
+    Invalid(&'static str),
+    /// raft-rs refused the proposal.
+    #[error("raft refused the proposal: {0}")]
+    Raft(String),
+}
+
 /// A configuration-group operation could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -168,6 +192,11 @@ pub struct ConfigNode {
     was_leader: bool,
     actions: VecDeque<GroupAction>,
     journal: Option<Box<dyn GroupJournal>>,
+    /// The raft voters as applied: incoming, and outgoing while in a joint configuration.
+    conf: ConfState,
+    /// The voters (with addresses) a joint configuration is moving to, from the context of
+    /// the conf change that entered it; `None` outside a change.
+    target: Option<Vec<GroupSeat>>,
     /// The journal failed: the node hands out nothing more (its driver should restart it from
     /// the journal).
     failed: Option<String>,
@@ -183,6 +212,10 @@ impl std::fmt::Debug for ConfigNode {
             .finish_non_exhaustive()
     }
 }
+
+/// Raft ids up to this get a fixed, staggered election timeout (deterministic in the
+/// simulation); larger ones a randomised one.
+const MAX_STAGGERED_ID: usize = 64;
 
 /// A command in the raft log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,15 +282,20 @@ impl ConfigNode {
         settings: GroupSettings,
         storage: MemStorage,
     ) -> Result<Self, GroupError> {
+        let (stagger, spread) = match usize::try_from(id) {
+            Ok(small) if small <= MAX_STAGGERED_ID => (3 * small, 1),
+            _ => (0, settings.election_tick),
+        };
         let config = RaftConfig {
             id,
             election_tick: settings.election_tick,
             heartbeat_tick: settings.heartbeat_tick,
             // raft-rs randomises election timeouts with a thread-local RNG, which would make
             // simulations irreproducible. A fixed, per-node staggered timeout is deterministic
-            // and still breaks ties: the lowest id times out first.
-            min_election_tick: settings.election_tick + 3 * id as usize,
-            max_election_tick: settings.election_tick + 3 * id as usize + 1,
+            // and still breaks ties: the lowest id times out first. Large ids (group nodes
+            // added later, named by a hash) take raft-rs's randomised range instead.
+            min_election_tick: settings.election_tick + stagger,
+            max_election_tick: settings.election_tick + stagger + spread,
             check_quorum: true,
             pre_vote: true,
             applied: 0,
@@ -266,6 +304,7 @@ impl ConfigNode {
         config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raft = RawNode::new(&config, storage.clone(), &logger)?;
+        let settings_group = settings.group.clone();
         let mut node = Self {
             id,
             committed: settings.initial.clone(),
@@ -281,6 +320,8 @@ impl ConfigNode {
             was_leader: false,
             actions: VecDeque::new(),
             journal: None,
+            conf: ConfState::from((settings_group.clone(), vec![])),
+            target: None,
             failed: None,
         };
         let logged: Vec<RaftEntry> = match (node.storage.first_index(), node.storage.last_index()) {
@@ -311,6 +352,145 @@ impl ConfigNode {
     /// Whether this node is the raft leader.
     pub fn is_leader(&self) -> bool {
         self.raft.raft.state == StateRole::Leader
+    }
+
+    /// The raft leader this node knows of, if any.
+    pub fn leader(&self) -> Option<u64> {
+        match self.raft.raft.leader_id {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// The group's voters as this node applied them, sorted: the incoming set, and while a
+    /// membership change is under way (a joint configuration) the outgoing set, else empty.
+    pub fn voters(&self) -> (Vec<u64>, Vec<u64>) {
+        let mut incoming = self.conf.voters.clone();
+        let mut outgoing = self.conf.voters_outgoing.clone();
+        incoming.sort_unstable();
+        outgoing.sort_unstable();
+        (incoming, outgoing)
+    }
+
+    /// The voters (with addresses) a membership change under way is moving to.
+    pub fn change_target(&self) -> Option<&[GroupSeat]> {
+        self.target.as_deref()
+    }
+
+    /// Starts changing the group's own membership to `voters`, through its consensus.
+    ///
+    /// Raft's joint consensus (raft-rs `ConfChangeV2`, explicit transition) carries the change
+    /// out in three committed steps, each driven by whichever node leads when it is due, so
+    /// that a leader crash in between only delays it:
+    ///
+    /// 1. enter the joint configuration: from then on every raft commit needs a majority of
+    ///    the old voters *and* a majority of the new ones;
+    /// 2. commit a chain configuration (next epoch, same members) that names the new voters in
+    ///    [`ChainConfig::group`]: leases for it are granted by a majority of the new voters;
+    /// 3. leave the joint configuration (a leader that is not a new voter first hands
+    ///    leadership to one): commits now need the new voters only.
+    ///
+    /// Why leases stay safe: a lease for epoch `e` is a majority of `e`'s voters that had not
+    /// logged any later epoch when they granted it, and the next epoch commits on a quorum of
+    /// the raft configuration in force, which always contains a majority of `e`'s voters
+    /// (before step 2 the old voters are half of the joint configuration, after it the new
+    /// voters are, and only after step 2 may step 3 drop the old ones). The two sets meet, so
+    /// the next epoch commits only after every such lease was granted, and its replicas wait
+    /// out the lease (the fence) before they serve.
+    ///
+    /// A node being added must run with the same bootstrap [`GroupSettings::group`] and an
+    /// empty log; it learns the whole log from the leader. A removed node stops voting once
+    /// it applies its removal; its driver may then stop it.
+    ///
+    /// # Errors
+    ///
+    /// [`GroupChangeError::NotLeader`] on a follower; [`GroupChangeError::InProgress`] while
+    /// an earlier change has not finished; [`GroupChangeError::Invalid`] for an empty list, a
+    /// raft id 0 or the same id twice; [`GroupChangeError::Raft`] if raft-rs refuses.
+    pub fn change_group(&mut self, voters: Vec<GroupSeat>) -> Result<(), GroupChangeError> {
+        if !self.is_leader() {
+            return Err(GroupChangeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let mut ids: Vec<u64> = voters.iter().map(|seat| seat.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if voters.is_empty() {
+            return Err(GroupChangeError::Invalid("no voters"));
+        }
+        if ids.len() != voters.len() {
+            return Err(GroupChangeError::Invalid("a raft id appears twice"));
+        }
+        if ids.first() == Some(&0) {
+            return Err(GroupChangeError::Invalid("raft id 0"));
+        }
+        let (current, outgoing) = self.voters();
+        let switched = self.committed.lease_group(&self.settings.group);
+        if !outgoing.is_empty() || self.raft.raft.has_pending_conf() || {
+            let mut switched = switched;
+            switched.sort_unstable();
+            switched != current
+        } {
+            return Err(GroupChangeError::InProgress);
+        }
+        let mut changes = Vec::new();
+        for &id in ids.iter().filter(|id| !current.contains(id)) {
+            changes.push(conf_change(id, ConfChangeType::AddNode));
+        }
+        for &id in current.iter().filter(|id| !ids.contains(id)) {
+            changes.push(conf_change(id, ConfChangeType::RemoveNode));
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut change = ConfChangeV2::default();
+        change.set_transition(ConfChangeTransition::Explicit);
+        change.set_changes(changes.into());
+        let context = postcard::to_allocvec(&voters)
+            .map_err(|_| GroupChangeError::Invalid("voters do not encode"))?;
+        self.raft
+            .propose_conf_change(context, change)
+            .map_err(|error| GroupChangeError::Raft(error.to_string()))?;
+        self.process_ready();
+        Ok(())
+    }
+
+    /// On the leader, while a membership change is under way: its next step (see
+    /// [`change_group`](Self::change_group)). Returns whether the change is under way (and
+    /// ordinary reconfigurations wait).
+    fn advance_group_change(&mut self, now: Instant) -> bool {
+        let (incoming, outgoing) = self.voters();
+        if outgoing.is_empty() {
+            return false;
+        }
+        let mut named = self.committed.lease_group(&self.settings.group);
+        named.sort_unstable();
+        if named != incoming {
+            // Step 2: a chain configuration naming the new voters.
+            let seats = match &self.target {
+                Some(seats) => seats.clone(),
+                None => incoming.iter().map(|&id| GroupSeat::id(id)).collect(),
+            };
+            let mut next = self.committed.clone();
+            next.epoch += 1;
+            next.group = seats;
+            self.propose_config(next, now);
+        } else if !self.raft.raft.has_pending_conf() {
+            // Step 3: leave the joint configuration, from a leader that stays a voter.
+            if incoming.contains(&self.id) {
+                let _ = self
+                    .raft
+                    .propose_conf_change(Vec::new(), ConfChangeV2::default());
+            } else if let Some(successor) = incoming
+                .iter()
+                .copied()
+                .max_by_key(|id| self.raft.raft.prs().get(*id).map_or(0, |p| p.matched))
+            {
+                self.raft.transfer_leader(successor);
+            }
+        }
+        true
     }
 
     /// The next action for the driver.
@@ -360,8 +540,14 @@ impl ConfigNode {
                     .committed
                     .member(replica)
                     .is_some_and(|m| m.incarnation == incarnation);
-                let granted =
-                    member && epoch == self.committed.epoch && self.highest_logged <= epoch;
+                let voter = self
+                    .committed
+                    .lease_group(&self.settings.group)
+                    .contains(&self.id);
+                let granted = member
+                    && voter
+                    && epoch == self.committed.epoch
+                    && self.highest_logged <= epoch;
                 let config = self.committed.clone();
                 self.send(
                     from,
@@ -405,6 +591,9 @@ impl ConfigNode {
         if self.proposed.is_some_and(|(epoch, at)| {
             epoch > self.committed.epoch && now < at + self.settings.proposal_timeout
         }) {
+            return;
+        }
+        if self.advance_group_change(now) {
             return;
         }
         let current = &self.committed;
@@ -462,9 +651,20 @@ impl ConfigNode {
             self.misplaced(now)
                 .map(|misplaced| current.without(misplaced))
         };
-        let Some(next) = next else { return };
+        if let Some(next) = next {
+            self.propose_config(next, now);
+        }
+    }
+
+    /// Proposes replacing the committed configuration with `next` (its epoch plus one).
+    fn propose_config(&mut self, next: ChainConfig, now: Instant) {
+        if self.proposed.is_some_and(|(epoch, at)| {
+            epoch > self.committed.epoch && now < at + self.settings.proposal_timeout
+        }) {
+            return;
+        }
         let command = GroupCommand::Reconfigure {
-            expected: current.epoch,
+            expected: self.committed.epoch,
             next,
         };
         let Ok(data) = postcard::to_allocvec(&command) else {
@@ -610,8 +810,40 @@ impl ConfigNode {
         }
     }
 
+    /// Applies a committed conf change to raft's voters (never to the storage's conf state,
+    /// which stays the bootstrap group: a restarted node replays the whole log from it).
+    fn apply_conf_change(&mut self, entry: &RaftEntry) {
+        let Ok(change) = ConfChangeV2::parse_from_bytes(&entry.data) else {
+            return;
+        };
+        // raft-rs refuses an invalid change (such as entering a joint configuration twice);
+        // nothing changes then.
+        let Ok(conf) = self.raft.apply_conf_change(&change) else {
+            return;
+        };
+        self.conf = conf;
+        self.target = if self.conf.voters_outgoing.is_empty() {
+            None
+        } else {
+            let mut seats: Vec<GroupSeat> =
+                postcard::from_bytes(&entry.context).unwrap_or_default();
+            seats.retain(|seat| self.conf.voters.contains(&seat.id));
+            for &id in &self.conf.voters {
+                if !seats.iter().any(|seat| seat.id == id) {
+                    seats.push(GroupSeat::id(id));
+                }
+            }
+            seats.sort();
+            Some(seats)
+        };
+    }
+
     fn apply(&mut self, entries: Vec<RaftEntry>) {
         for entry in entries {
+            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                self.apply_conf_change(&entry);
+                continue;
+            }
             let Some(GroupCommand::Reconfigure { expected, next }) = decode_command(&entry) else {
                 continue;
             };
@@ -646,6 +878,15 @@ impl ConfigNode {
     fn send(&mut self, to: Peer, message: ControlMessage) {
         self.actions.push_back(GroupAction::Send { to, message });
     }
+}
+
+fn conf_change(node_id: u64, change_type: ConfChangeType) -> ConfChangeSingle {
+    let mut change = ConfChangeSingle {
+        node_id,
+        ..ConfChangeSingle::default()
+    };
+    change.set_change_type(change_type);
+    change
 }
 
 fn decode_command(entry: &RaftEntry) -> Option<GroupCommand> {

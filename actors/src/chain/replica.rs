@@ -35,7 +35,9 @@ pub struct ReplicaSettings {
     pub suspect_after: Duration,
     /// The most entries in one forwarded batch.
     pub batch_max: usize,
-    /// The raft ids of the configuration group.
+    /// The raft ids of the configuration group the replica starts with (the bootstrap group).
+    /// Once a committed configuration names its group ([`ChainConfig::group`]), leases
+    /// are counted against that, and group messages go to both.
     pub group: Vec<u64>,
     /// About how many bytes one catch-up message carries (entries in a
     /// [`Message::SyncReply`], or snapshot bytes in a [`Message::SnapshotChunk`]).
@@ -342,6 +344,8 @@ impl<S: StateMachine> Replica<S> {
         self.successor = Successor::default();
         self.last_sync_request = None;
         self.lease.until = None;
+        // Grants are counted against the new epoch's voters only.
+        self.lease.grants.clear();
         self.early.clear();
         self.outgoing = None;
         self.last_sync_answer = None;
@@ -393,8 +397,18 @@ impl<S: StateMachine> Replica<S> {
                 if round != self.lease.round || !granted || Some(epoch) != self.epoch() {
                     return;
                 }
+                // A lease for this epoch needs a majority of the voters named for it: only
+                // they can stop the next epoch from committing (see `ConfigNode::change_group`).
+                let voters = self
+                    .config
+                    .as_ref()
+                    .map(|c| c.lease_group(&self.settings.group))
+                    .unwrap_or_default();
+                if !voters.contains(&from) {
+                    return;
+                }
                 self.lease.grants.insert(from);
-                if self.lease.grants.len() * 2 > self.settings.group.len()
+                if self.lease.grants.len() * 2 > voters.len()
                     && let Some(started) = self.lease.round_started
                 {
                     self.lease.until = Some((epoch, started + self.settings.lease));
@@ -982,8 +996,15 @@ impl<S: StateMachine> Replica<S> {
         self.actions.push_back(Action::Send { to, message });
     }
 
+    /// Sends `message` to the bootstrap group and to the voters of the current configuration.
     fn broadcast_to_group(&mut self, message: ControlMessage) {
-        for &node in &self.settings.group {
+        let mut nodes = self.settings.group.clone();
+        if let Some(config) = &self.config {
+            nodes.extend(config.group.iter().map(|seat| seat.id));
+            nodes.sort_unstable();
+            nodes.dedup();
+        }
+        for node in nodes {
             self.actions.push_back(Action::Control {
                 to: node,
                 message: message.clone(),
