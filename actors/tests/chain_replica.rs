@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use phalanx_actors::chain::{
-    Action, ChainConfig, ClientId, ControlMessage, KvCommand, KvMap, KvOutput, KvQuery, Message,
-    Peer, Replica, ReplicaId, ReplicaSettings,
+    Action, ChainConfig, ClientId, ControlMessage, GroupSeat, KvCommand, KvMap, KvOutput, KvQuery,
+    Message, Peer, Replica, ReplicaId, ReplicaSettings,
 };
 
 const CLIENT: ClientId = ClientId(7);
@@ -21,6 +21,8 @@ struct Harness {
     wire: VecDeque<(Peer, ReplicaId, Message<KvMap>)>,
     /// Drop chain messages to this replica (a partition).
     cut: Option<ReplicaId>,
+    /// The group nodes that grant leases (all when `None`).
+    granting: Option<Vec<u64>>,
 }
 
 impl Harness {
@@ -43,6 +45,7 @@ impl Harness {
             client: Vec::new(),
             wire: VecDeque::new(),
             cut: None,
+            granting: None,
         };
         harness.settle();
         harness
@@ -88,7 +91,7 @@ impl Harness {
                 Action::Control {
                     to,
                     message: ControlMessage::LeaseRequest { round, .. },
-                } => {
+                } if self.granting.as_ref().is_none_or(|g| g.contains(&to)) => {
                     // A fake group: every node grants the current configuration.
                     let reply = ControlMessage::LeaseReply {
                         round,
@@ -270,6 +273,43 @@ fn a_removed_replica_stops_serving_and_a_new_tail_waits_out_the_fence() {
         h.client,
         vec![Message::ReadReply {
             request: 4,
+            reply: Some(b"a".to_vec())
+        }]
+    );
+}
+
+#[test]
+fn leases_count_only_the_voters_the_epoch_names() {
+    let mut h = Harness::new(3);
+    h.to(ReplicaId(1), put(1, b"a"));
+    h.settle();
+    // The group replaced its voters 1, 2, 3 with 4, 5, 6 and named them in a new epoch.
+    let mut next = h.config.clone();
+    next.epoch += 1;
+    next.group = (4..=6).map(GroupSeat::id).collect();
+    h.config = next.clone();
+    for replica in &mut h.replicas {
+        replica.handle_config(next.clone(), h.now);
+    }
+    // Grants from all of the old voters are no lease in this epoch.
+    h.granting = Some(vec![1, 2, 3]);
+    h.settle();
+    h.client.clear();
+    h.to(ReplicaId(3), read(2));
+    assert!(
+        matches!(h.client[..], [Message::NotServing { .. }]),
+        "{:?}",
+        h.client
+    );
+    // A majority of the new voters is.
+    h.granting = Some(vec![4, 6]);
+    h.settle();
+    h.client.clear();
+    h.to(ReplicaId(3), read(3));
+    assert_eq!(
+        h.client,
+        vec![Message::ReadReply {
+            request: 3,
             reply: Some(b"a".to_vec())
         }]
     );

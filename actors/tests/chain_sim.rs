@@ -20,7 +20,7 @@ fn fault_free_run_is_linearizable_and_makes_progress() {
 
 /// Runs `settings(seed)` over the seeds, checks every run, and prints the totals.
 fn check_seeds(label: &str, default_seeds: u64, settings: fn(u64) -> SimSettings) {
-    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut totals = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, (0u64, 0u64));
     for_each_seed(default_seeds, |seed| {
         let report = ChainSim::new(settings(seed)).run();
         assert_eq!(
@@ -35,10 +35,13 @@ fn check_seeds(label: &str, default_seeds: u64, settings: fn(u64) -> SimSettings
         totals.3 += report.reconfigurations;
         totals.4 += report.faults;
         totals.5 += u64::from(report.stuck);
+        totals.6.0 += report.group_changes;
+        totals.6.1 += report.group_changes_done;
     });
     println!(
-        "{label} seeds {} completed {} given up {} reconfigurations {} faults {} stuck {}",
-        totals.0, totals.1, totals.2, totals.3, totals.4, totals.5
+        "{label} seeds {} completed {} given up {} reconfigurations {} faults {} stuck {} \
+         group changes started {} done {}",
+        totals.0, totals.1, totals.2, totals.3, totals.4, totals.5, totals.6.0, totals.6.1
     );
 }
 
@@ -60,6 +63,13 @@ fn durable_runs_survive_whole_cluster_crashes() {
 #[test]
 fn placed_runs_are_linearizable_and_lose_no_acknowledged_write() {
     check_seeds("placed", 30, SimSettings::faulty_placed);
+}
+
+/// The group changes its own membership while everything else fails: the nemesis replaces
+/// voters with spare group nodes through joint consensus, and leases follow the voters.
+#[test]
+fn regrouped_runs_are_linearizable_and_lose_no_acknowledged_write() {
+    check_seeds("regrouped", 40, SimSettings::faulty_regrouped);
 }
 
 /// The checker has teeth: with fencing disabled (no fence wait, long leases) a removed

@@ -83,8 +83,12 @@ pub struct SimSettings {
     pub chain_length: usize,
     /// Extra replicas, outside the chain at first (candidates to join).
     pub spares: usize,
-    /// Configuration-group size (3 or 5).
+    /// Configuration-group size (3 or 5): the bootstrap voters, raft ids `1..=group_size`.
     pub group_size: usize,
+    /// Extra group nodes (raft ids after the bootstrap ones), started empty and outside the
+    /// group. With any, the nemesis also changes the group's membership
+    /// ([`ConfigNode::change_group`]): it replaces a random voter by a random non-voter.
+    pub group_spares: usize,
     /// Concurrent clients.
     pub clients: usize,
     /// Distinct keys.
@@ -149,6 +153,7 @@ impl SimSettings {
             chain_length: 3,
             spares: 1,
             group_size: 3,
+            group_spares: 0,
             clients: 4,
             keys: 3,
             read_fraction: 0.5,
@@ -184,6 +189,15 @@ impl SimSettings {
             ..Self::faulty(seed)
         }
     }
+
+    /// [`faulty`](Self::faulty) with two spare group nodes: the nemesis also replaces group
+    /// voters (joint consensus), and crashes and partitions reach the spares too.
+    pub fn faulty_regrouped(seed: u64) -> Self {
+        Self {
+            group_spares: 2,
+            ..Self::faulty(seed)
+        }
+    }
 }
 
 /// What a run produced.
@@ -207,6 +221,11 @@ pub struct SimReport {
     pub reconfigurations: u64,
     /// Faults injected.
     pub faults: u64,
+    /// Changes of the group's membership started (each also counts as a fault).
+    pub group_changes: u64,
+    /// Changes of the group's membership carried through: configurations committed that
+    /// name other voters than the one before.
+    pub group_changes_done: u64,
     /// Reads completed while clients ran, per simulated second.
     pub read_throughput: f64,
     /// Mean latency of completed reads.
@@ -303,6 +322,9 @@ pub struct ChainSim {
     /// Scheduled repairs: (when, what).
     repairs: Vec<(SimInstant, Repair)>,
     faults: u64,
+    group_changes: u64,
+    /// The voters named by the newest configuration seen, and how often that changed.
+    voters_seen: (u64, Vec<u64>, u64),
     /// `CHAIN_TRACE` set: print every delivered chain and control packet.
     trace: bool,
 }
@@ -350,7 +372,8 @@ impl ChainSim {
             },
         };
         let mut group = BTreeMap::new();
-        for &id in &group_ids {
+        let all_group_ids = 1..=(settings.group_size + settings.group_spares) as u64;
+        for id in all_group_ids {
             let mut group_settings = GroupSettings::new(group_ids.clone(), initial.clone());
             group_settings.target_length = settings.chain_length;
             group_settings.placement = settings.placement;
@@ -411,6 +434,7 @@ impl ChainSim {
             SimFaults::none().with_delay(Duration::from_micros(100), Duration::from_micros(300))
         };
         let net_seed = rng.below(u64::MAX);
+        let voters_seen = (1, bootstrap_group(&settings), 0);
         Self {
             net: SimNetwork::new(net_seed, faults),
             settings,
@@ -428,6 +452,8 @@ impl ChainSim {
             next_fault: SimInstant::ZERO + Duration::from_millis(300),
             repairs: Vec::new(),
             faults: 0,
+            group_changes: 0,
+            voters_seen,
             trace: std::env::var_os("CHAIN_TRACE").is_some(),
         }
     }
@@ -577,6 +603,8 @@ impl ChainSim {
             given_up: self.clients.iter().map(|c| c.given_up).sum(),
             reconfigurations: final_config.epoch.saturating_sub(1),
             faults: self.faults,
+            group_changes: self.group_changes,
+            group_changes_done: self.voters_seen.2,
             read_throughput: reads_during_load as f64 / self.settings.duration.as_secs_f64(),
             final_config,
         }
@@ -774,6 +802,14 @@ impl ChainSim {
         while let Some(action) = node.poll_action() {
             out.push(action);
         }
+        let committed = node.committed();
+        if committed.epoch > self.voters_seen.0 {
+            let voters = committed.lease_group(&bootstrap_group(&self.settings));
+            if voters != self.voters_seen.1 {
+                self.voters_seen.2 += 1;
+            }
+            self.voters_seen = (committed.epoch, voters, self.voters_seen.2);
+        }
         for action in out {
             match action {
                 GroupAction::Raft { to, message } => self.net.send(
@@ -822,7 +858,13 @@ impl ChainSim {
         };
         let from = Peer::Client(client.id);
         if outgoing.refresh || client.config.is_none() {
-            let group = 1 + self.rng.below(self.settings.group_size as u64);
+            // The bootstrap group or, once a configuration names one, its voters.
+            let known = client
+                .config
+                .as_ref()
+                .map(|c| c.lease_group(&bootstrap_group(&self.settings)))
+                .unwrap_or_else(|| bootstrap_group(&self.settings));
+            let group = known[self.rng.below(known.len() as u64) as usize];
             self.net.send(
                 from,
                 Peer::Config(group),
@@ -845,6 +887,11 @@ impl ChainSim {
             );
         }
     }
+}
+
+/// The raft ids of the bootstrap group.
+fn bootstrap_group(settings: &SimSettings) -> Vec<u64> {
+    (1..=settings.group_size as u64).collect()
 }
 
 fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings {

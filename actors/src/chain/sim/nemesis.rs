@@ -1,12 +1,13 @@
 //! The fault injector: crashes and restarts of replicas and group nodes, partitions (pairs,
-//! one- and two-way, and a replica cut off from every server but not from clients).
+//! one- and two-way, and a replica cut off from every server but not from clients), and with
+//! spare group nodes changes of the group's membership.
 
 use std::time::Duration;
 
 use phalanx_transports::SimInstant;
 
-use super::{ChainSim, SimRng, open_store, replica_settings};
-use crate::chain::config::ReplicaId;
+use super::{ChainSim, SimRng, bootstrap_group, open_store, replica_settings};
+use crate::chain::config::{GroupSeat, ReplicaId};
 use crate::chain::message::Peer;
 use crate::chain::replica::Replica;
 
@@ -35,9 +36,10 @@ impl ChainSim {
         }
         self.next_fault = now + Duration::from_millis(100 + self.rng.below(400));
         let later = |rng: &mut SimRng| now + Duration::from_millis(150 + rng.below(700));
-        let kinds = if self.settings.durable { 8 } else { 7 };
+        let kinds =
+            7 + u64::from(self.settings.durable) + u64::from(self.settings.group_spares > 0);
         match self.rng.below(kinds) {
-            7 => {
+            7 if self.settings.durable => {
                 // Durable replicas only: the whole cluster goes down at once (a power cut)
                 // and comes back.
                 self.faults += 1;
@@ -69,11 +71,12 @@ impl ChainSim {
                     self.repairs.push((at, Repair::RestartReplica(id)));
                 }
             }
+            7 | 8 => self.change_group(),
             1 => {
-                let crashed = self.group.values().filter(|g| g.crashed).count();
-                let id = 1 + self.rng.below(self.settings.group_size as u64);
-                // Keep a majority up: at most one of 3 down, two of 5.
-                if (crashed + 1) * 2 < self.settings.group_size
+                let ids: Vec<u64> = self.group.keys().copied().collect();
+                let id = ids[self.rng.below(ids.len() as u64) as usize];
+                // Keep a majority of every voter set up (at most one of 3 down, two of 5).
+                if self.may_crash_group(id)
                     && let Some(group_node) = self.group.get_mut(&id)
                     && !group_node.crashed
                 {
@@ -125,12 +128,78 @@ impl ChainSim {
 
     fn random_peer(&mut self) -> Peer {
         let replicas = self.replicas.len() as u64;
-        let i = self.rng.below(replicas + self.settings.group_size as u64);
+        let i = self.rng.below(replicas + self.group.len() as u64);
         if i < replicas {
             Peer::Replica(ReplicaId(100 + i))
         } else {
             Peer::Config(1 + i - replicas)
         }
+    }
+
+    /// Asks the group's leader to replace a random voter by a random non-voter (the leader
+    /// refuses while an earlier change is under way).
+    fn change_group(&mut self) {
+        let Some(leader) = self
+            .group
+            .values_mut()
+            .filter(|g| !g.crashed)
+            .filter_map(|g| g.node.as_mut())
+            .find(|node| node.is_leader())
+        else {
+            return;
+        };
+        let (incoming, outgoing) = leader.voters();
+        let outside: Vec<u64> = self
+            .group
+            .keys()
+            .copied()
+            .filter(|id| !incoming.contains(id))
+            .collect();
+        if !outgoing.is_empty() || incoming.is_empty() || outside.is_empty() {
+            return;
+        }
+        let victim = incoming[self.rng.below(incoming.len() as u64) as usize];
+        let newcomer = outside[self.rng.below(outside.len() as u64) as usize];
+        let voters = incoming
+            .iter()
+            .map(|&id| if id == victim { newcomer } else { id })
+            .map(GroupSeat::id)
+            .collect();
+        let Some(leader) = self
+            .group
+            .values_mut()
+            .filter(|g| !g.crashed)
+            .filter_map(|g| g.node.as_mut())
+            .find(|node| node.is_leader())
+        else {
+            return;
+        };
+        let id = leader.id();
+        if leader.change_group(voters).is_ok() {
+            self.faults += 1;
+            self.group_changes += 1;
+            let now = self.clock.now();
+            self.drain_group(id, now);
+        }
+    }
+
+    /// Whether group node `id` may crash: every voter set any node knows of (incoming, and
+    /// outgoing during a change) keeps a majority of its members up.
+    fn may_crash_group(&self, id: u64) -> bool {
+        let down = |set: &[u64]| {
+            set.iter()
+                .filter(|v| **v == id || self.group.get(v).is_none_or(|g| g.crashed))
+                .count()
+        };
+        self.group
+            .values()
+            .filter_map(|g| g.node.as_ref())
+            .flat_map(|node| {
+                let (incoming, outgoing) = node.voters();
+                [incoming, outgoing]
+            })
+            .filter(|set| !set.is_empty())
+            .all(|set| down(&set) * 2 < set.len())
     }
 
     /// A replica may lose its state only if another member of the latest committed
@@ -181,8 +250,7 @@ impl ChainSim {
     pub(super) fn repair(&mut self, repair: Repair, _now: SimInstant) {
         match repair {
             Repair::RestartReplica(id) => {
-                let group: Vec<u64> = self.group.keys().copied().collect();
-                let settings = replica_settings(&self.settings, group);
+                let settings = replica_settings(&self.settings, bootstrap_group(&self.settings));
                 if let Some(sim) = self.replicas.get_mut(&id)
                     && sim.replica.is_none()
                 {
