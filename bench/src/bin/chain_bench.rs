@@ -271,12 +271,17 @@ fn run(options: &Options) -> Result<(), String> {
         );
         println!();
         println!(
-            "| mix | ops/s | writes/s | write p50 | write p99 | read p50 | read p99 | errors |"
+            "| mix | ops/s | writes/s | write p50 | write p99 | read p50 | read p99 | errors | CPU µs/op |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (name, reads) in &options.mixes {
             eprintln!("chain_bench: measuring {name}");
-            let result = measure(&kv, options, *reads).await;
+            let pids: Vec<u32> = std::iter::once(std::process::id())
+                .chain(servers.iter().map(|s| s.0.id()))
+                .collect();
+            let cpu_before = cpu_nanos(&pids);
+            let mut result = measure(&kv, options, *reads).await;
+            result.cpu = cpu_before.zip(cpu_nanos(&pids)).map(|(a, b)| b.saturating_sub(a));
             println!("| {name} | {} |", result.row());
         }
         client.shutdown().await;
@@ -451,6 +456,9 @@ struct Measured {
     writes: Histogram<u64>,
     reads: Histogram<u64>,
     errors: u64,
+    /// CPU time of the four processes (chain nodes and this one) over the run, where the
+    /// system tells it.
+    cpu: Option<u64>,
 }
 
 impl Measured {
@@ -466,15 +474,26 @@ impl Measured {
             }
         };
         format!(
-            "{:.0} | {:.0} | {} | {} | {} | {} | {}",
+            "{:.0} | {:.0} | {} | {} | {} | {} | {} | {}",
             ops,
             writes,
             quantile(&self.writes, 0.5),
             quantile(&self.writes, 0.99),
             quantile(&self.reads, 0.5),
             quantile(&self.reads, 0.99),
-            self.errors
+            self.errors,
+            self.cpu_per_op()
         )
+    }
+
+    /// CPU time per operation, all processes together: on a machine shared with other work
+    /// this moves much less than the throughput does.
+    fn cpu_per_op(&self) -> String {
+        let ops = self.writes.len() + self.reads.len();
+        match self.cpu {
+            Some(nanos) if ops > 0 => format!("{:.1}", nanos as f64 / 1000.0 / ops as f64),
+            _ => "-".to_owned(),
+        }
     }
 }
 
@@ -523,6 +542,7 @@ async fn measure(kv: &Kv, options: &Options, reads: u32) -> Measured {
         writes: histogram(),
         reads: histogram(),
         errors: 0,
+        cpu: None,
     };
     for task in tasks {
         let (writes, reads, errors) = task.await;
@@ -531,6 +551,20 @@ async fn measure(kv: &Kv, options: &Options, reads: u32) -> Measured {
         measured.errors += errors;
     }
     measured
+}
+
+/// The CPU time the threads of `pids` have run, in nanoseconds (Linux's per-thread
+/// `schedstat`); `None` where it cannot be read.
+fn cpu_nanos(pids: &[u32]) -> Option<u64> {
+    let mut total = 0u64;
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 fn histogram() -> Histogram<u64> {
