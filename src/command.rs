@@ -8,8 +8,8 @@ use std::time::Duration;
 use phalanx::actors::chain::ChainConfig;
 use phalanx::actors::chain::driver::ReplicaStatus;
 use phalanx::node::{
-    ClockChange, KvAnswer, KvRequest, Node, NodeConfig, ShardReport, chain_status_of, clock_of,
-    cluster_id, kv_of, members_of,
+    ClockChange, GroupChange, KvAnswer, KvRequest, Node, NodeConfig, ShardReport, chain_status_of,
+    change_group_of, clock_of, cluster_id, kv_of, members_of,
 };
 use phalanx::transports::{ClusterId, Key};
 use phalanx::{Runtime, block_on};
@@ -64,6 +64,10 @@ pub(crate) struct NodeOptions {
     /// chain replica unless --no-replica. Needs a cluster key.
     #[arg(long, value_name = "ADDR,ADDR,ADDR", value_delimiter = ',')]
     chain_group: Vec<SocketAddr>,
+    /// Run configuration-group nodes as a standby, although this node is not listed in
+    /// --chain-group: `phalanx chain group` can then make it a voter of the group.
+    #[arg(long)]
+    chain_group_standby: bool,
     /// Run no chain replica on this node: it serves the configuration group (if listed in
     /// --chain-group) and `phalanx kv` requests, but never holds chain data.
     #[arg(long)]
@@ -154,6 +158,22 @@ enum ChainCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Changes the configuration group's voters (every shard's) to these addresses, through
+    /// the group's own consensus, and waits until a committed configuration names them.
+    /// Each address is a node listed in --chain-group or started with
+    /// --chain-group-standby; a voter left out keeps running as a non-voter.
+    Group {
+        /// The new voters (3 or 5, comma-separated).
+        #[arg(
+            long,
+            value_name = "ADDR,ADDR,ADDR",
+            value_delimiter = ',',
+            required = true
+        )]
+        voters: Vec<SocketAddr>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Fault injection (for tests): moves the clock that the node's chain actors read, and
     /// prints the offset now applied. Read leases tolerate only a bounded skew (see the
     /// phalanx_actors::clock docs).
@@ -214,6 +234,7 @@ pub(crate) fn node(options: &NodeOptions) -> Outcome {
     config.cluster = options.security.cluster.clone();
     config.key = key;
     config.chain_group = options.chain_group.clone();
+    config.chain_group_standby = options.chain_group_standby;
     config.chain_replica = !options.no_replica;
     config.chain_shards = options.chain_shards;
     let period = Duration::from_millis(options.probe_interval.max(10));
@@ -351,6 +372,7 @@ pub(crate) fn chain(options: &ChainOptions) -> Outcome {
             offset,
             target,
         } => return clock(*advance, *offset, target),
+        ChainCommand::Group { voters, target } => return group(voters, target),
     };
     let secret = target.security.key()?;
     let cluster = cluster_id(&target.security.cluster);
@@ -379,6 +401,10 @@ pub(crate) fn chain(options: &ChainOptions) -> Outcome {
             any = true;
             let members = shard_members(shard, index, cluster, secret.clone(), timeout).await;
             print_chain(shard.shard, &config, &members);
+            if !config.group.is_empty() {
+                let seats: Vec<&str> = config.group.iter().map(|s| s.address.as_str()).collect();
+                println!("configuration group (voters): {}", seats.join(","));
+            }
         }
         if !any && report.shards.len() <= 1 {
             println!(
@@ -466,6 +492,88 @@ fn print_chain(shard: u32, config: &ChainConfig, rows: &[MemberProgress]) {
         };
         println!("{position:<4} {id:016x}  {addr:<21}  {committed:>10}  {received:>10}  {lag:>6}");
     }
+}
+
+/// Changes the group's voters: asks the node at `--node`, then each shard's leader that it
+/// names, until every shard has started the change (bounded), then waits until the node
+/// sees every shard's configuration name the new voters.
+fn group(voters: &[SocketAddr], target: &Target) -> Outcome {
+    let secret = target.security.key()?;
+    let cluster = cluster_id(&target.security.cluster);
+    let timeout = Duration::from_secs(target.timeout.max(1));
+    block_on(async {
+        let mut started = std::collections::BTreeSet::new();
+        let mut asked = Vec::new();
+        let mut ask = Some(target.node);
+        let mut refused: Vec<GroupChange> = Vec::new();
+        while let Some(node) = ask.take() {
+            asked.push(node);
+            let answers = change_group_of(node, cluster, secret.clone(), voters.to_vec(), timeout)
+                .await
+                .map_err(|error| unreachable(node, &error))?;
+            if answers.is_empty() {
+                return Err(format!("{node} runs no chain services"));
+            }
+            refused.clear();
+            for answer in answers {
+                if answer.outcome.is_ok() {
+                    started.insert(answer.shard);
+                } else if !started.contains(&answer.shard) {
+                    refused.push(answer);
+                }
+            }
+            ask = refused
+                .iter()
+                .filter_map(|answer| answer.leader)
+                .find(|leader| !asked.contains(leader));
+        }
+        if let Some(answer) = refused.first() {
+            return Err(format!(
+                "shard {}: {} (asked {asked:?})",
+                answer.shard,
+                answer.outcome.clone().err().unwrap_or_default()
+            ));
+        }
+        let wanted: std::collections::BTreeSet<String> =
+            voters.iter().map(ToString::to_string).collect();
+        // Done when a new voter has left the joint configuration in every shard (the old
+        // voters may then go) and every shard's configuration names the new voters. Each
+        // change takes three raft commits; wait up to ten timeouts.
+        for round in 0..(50 * target.timeout.max(1)) {
+            let voter = voters[round as usize % voters.len()];
+            if let Ok(report) = chain_status_of(voter, cluster, secret.clone(), timeout).await
+                && !report.shards.is_empty()
+                && report.shards.iter().all(|shard| {
+                    let left_joint = shard.group.as_ref().is_some_and(|g| g.outgoing.is_empty());
+                    let named = shard.config.as_ref().is_some_and(|config| {
+                        let named: std::collections::BTreeSet<String> = config
+                            .group
+                            .iter()
+                            .map(|seat| seat.address.clone())
+                            .collect();
+                        named == wanted
+                    });
+                    left_joint && named
+                })
+            {
+                println!("configuration group: {}", voters_text(voters));
+                return Ok(());
+            }
+            phalanx::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!(
+            "the change started, but no new voter reports it finished in every shard yet: {}",
+            voters_text(voters)
+        ))
+    })
+}
+
+fn voters_text(voters: &[SocketAddr]) -> String {
+    voters
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Changes (or, with neither option, shows) the chain clock offset of the node at `--node`.

@@ -51,9 +51,9 @@ use phalanx_transports::{
 
 pub use admin::{
     AdminRequest, ChainReport, ClockChange, KvAnswer, KvRequest, MemberRow, ShardReport,
-    chain_status_of, clock_of, kv_of, members_of,
+    chain_status_of, change_group_of, clock_of, kv_of, members_of,
 };
-pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire, shard_of};
+pub use chain::{CHAIN_LENGTH, CHAIN_NAME, ChainWire, GroupChange, shard_of, standby_raft_id};
 pub use gossip::{GossipMessage, GossipWire};
 pub use kv::{Kv, KvError};
 
@@ -94,6 +94,10 @@ pub struct NodeConfig {
     /// The addresses of the chain configuration group, identical on every node; empty
     /// disables chains. See the module docs on how chains are configured.
     pub chain_group: Vec<SocketAddr>,
+    /// Run configuration-group nodes although this node's address is not in
+    /// [`chain_group`](Self::chain_group): as a standby that an operator may add to the
+    /// group later (`phalanx chain group`). Its raft id is derived from its listen address.
+    pub chain_group_standby: bool,
     /// Run a chain replica (the default). Without one, a node with a chain group is a
     /// client-only node: [`Node::kv`] works, but the node never joins the chain.
     pub chain_replica: bool,
@@ -181,6 +185,7 @@ impl NodeConfig {
             key: None,
             gossip: GossipConfig::default(),
             chain_group: Vec::new(),
+            chain_group_standby: false,
             chain_replica: true,
             chain_shards: 1,
             data_dir: None,

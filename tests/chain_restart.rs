@@ -9,52 +9,14 @@ mod nodes;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Output;
-use std::time::Duration;
 
-use nodes::{NodeProcess, free_addr, keygen, start_chain_node, until_chain_of};
+use nodes::{
+    NodeProcess, assert_all_readable, free_addr, keygen, start_chain_node, until_chain_of, write,
+};
 
 fn start(key: &Path, listen: SocketAddr, group: &[SocketAddr], data: &Path) -> NodeProcess {
     let data = data.to_string_lossy().into_owned();
     start_chain_node(key, listen, group, group, &["--data-dir", &data])
-}
-
-fn cli(key: &Path, args: &[&str]) -> Output {
-    nodes::cli(key, Duration::from_secs(10), args)
-}
-
-/// Writes `count` keys from `from` on through the nodes in turn; returns those acknowledged.
-fn write(key: &Path, nodes: &[SocketAddr], from: usize, count: usize) -> Vec<(String, String)> {
-    let mut acked = Vec::new();
-    for i in from..from + count {
-        let node = nodes[i % nodes.len()].to_string();
-        let (name, value) = (format!("k{i}"), format!("v{i}"));
-        let output = cli(key, &["kv", "put", "--node", &node, &name, &value]);
-        if output.status.success() {
-            acked.push((name, value));
-        } else {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            assert!(!stderr.contains("panicked"), "{stderr}");
-        }
-    }
-    acked
-}
-
-/// Reads every acknowledged key back (retrying while the chain settles, bounded).
-fn assert_all_readable(key: &Path, nodes: &[SocketAddr], acked: &[(String, String)]) {
-    for (i, (name, value)) in acked.iter().enumerate() {
-        let mut last = None;
-        for attempt in 0..20 {
-            let node = nodes[(i + attempt) % nodes.len()].to_string();
-            let output = cli(key, &["kv", "get", "--node", &node, name]);
-            if output.status.success() {
-                last = Some(String::from_utf8_lossy(&output.stdout).trim().to_owned());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        assert_eq!(last.as_deref(), Some(value.as_str()), "acknowledged {name}");
-    }
 }
 
 #[test]

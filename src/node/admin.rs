@@ -18,7 +18,7 @@ use phalanx_transports::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::chain::ChainServices;
+use super::chain::{ChainServices, GroupChange};
 use super::{ADMIN_NAME, Kv, KvError, NodeError};
 
 /// A request to a node's admin actor.
@@ -31,6 +31,9 @@ pub enum AdminRequest {
     ChainStatus(Reply<ChainReport>),
     /// A key-value operation, run by that node's chain client; errors come back as text.
     Kv(KvRequest, Reply<Result<KvAnswer, String>>),
+    /// Asks that node's configuration-group nodes to change the group's voters to these
+    /// addresses (bootstrap members or standby nodes), one answer per shard.
+    ChainGroup(Vec<SocketAddr>, Reply<Vec<GroupChange>>),
     /// Fault injection: changes the offset of the clock that node's chain actors read, and
     /// answers with the offset now applied (an error if the node runs no chain services).
     Clock(ClockChange, Reply<Result<Duration, String>>),
@@ -138,7 +141,7 @@ pub struct ShardReport {
 }
 
 impl RemoteMessage for AdminRequest {
-    const TAG: &'static str = "phalanx.AdminRequest.v4";
+    const TAG: &'static str = "phalanx.AdminRequest.v5";
 }
 
 /// One member in a node's view of the cluster.
@@ -360,6 +363,17 @@ impl Actor for AdminActor {
                 })
                 .detach();
             }
+            AdminRequest::ChainGroup(voters, reply) => {
+                let chain = self.chain.clone();
+                phalanx_runtime::spawn(async move {
+                    let answers = match chain {
+                        Some(chain) => chain.change_group(&voters).await,
+                        None => Vec::new(),
+                    };
+                    let _ = reply.send(answers);
+                })
+                .detach();
+            }
             AdminRequest::Clock(change, reply) => {
                 let outcome = match &self.chain {
                     Some(chain) => {
@@ -443,6 +457,27 @@ pub async fn clock_of(
 ) -> Result<Result<Duration, String>, NodeError> {
     ask_admin(addr, cluster, key, timeout, |reply| {
         AdminRequest::Clock(change, reply)
+    })
+    .await
+}
+
+/// Asks the node at `addr` to change the configuration group's voters to `voters`, as a
+/// short-lived client of the cluster: one answer per shard (none if the node runs no chain
+/// services). A shard answers `Ok` where the node is its group leader and the change
+/// started; otherwise it says why, and names the leader's address when it knows it.
+///
+/// # Errors
+///
+/// [`NodeError::Remote`] if the node cannot be reached, refuses the key, or does not answer.
+pub async fn change_group_of(
+    addr: SocketAddr,
+    cluster: ClusterId,
+    key: Option<Key>,
+    voters: Vec<SocketAddr>,
+    timeout: Duration,
+) -> Result<Vec<GroupChange>, NodeError> {
+    ask_admin(addr, cluster, key, timeout, |reply| {
+        AdminRequest::ChainGroup(voters, reply)
     })
     .await
 }

@@ -23,6 +23,20 @@
 //!   chain until the chain has [`CHAIN_LENGTH`] members; the first configuration is empty.
 //! - Chains need a cluster key: raft messages are decoded only from authenticated frames.
 //!
+//! # Changing the configuration group
+//!
+//! The `--chain-group` list is the *bootstrap* group and never changes; the group's voters
+//! may. A node started with `--chain-group-standby`
+//! ([`NodeConfig::chain_group_standby`](super::NodeConfig::chain_group_standby)) runs
+//! configuration-group nodes that are not voters: its raft id is [`standby_raft_id`] of its
+//! listen address (a hash, so every node computes it alike, and never one of the bootstrap
+//! ids). `phalanx chain group --voters ADDR,ADDR,ADDR` asks each shard's group leader to move
+//! to those voters through raft's joint consensus
+//! ([`ConfigNode::change_group`](phalanx_actors::chain::ConfigNode::change_group)); a
+//! committed chain configuration then names the new voters with their addresses
+//! ([`ChainConfig::group`]), which is how every node learns where a new group node is. A
+//! voter removed from the group keeps running as a non-voter; it may be stopped.
+//!
 //! # Shards and placement
 //!
 //! [`NodeConfig::chain_shards`](super::NodeConfig::chain_shards) (CLI `--chain-shards N`,
@@ -57,7 +71,7 @@
 //! not fit, or whose destination is unknown or unreachable, is dropped (the chain protocols
 //! retransmit, and clients retry with the same request id).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,7 +84,8 @@ use phalanx_actors::chain::driver::{
     ReplicaStatus,
 };
 use phalanx_actors::chain::{
-    ChainConfig, ClientId, GroupSettings, KvMap, Peer, Replica, ReplicaId, ReplicaSettings,
+    ChainConfig, ClientId, ControlMessage, GroupChangeError, GroupSeat, GroupSettings, KvMap, Peer,
+    Replica, ReplicaId, ReplicaSettings, decode,
 };
 use phalanx_actors::checkpoint::{DataDir, Storage};
 use phalanx_actors::clock::Clock;
@@ -111,6 +126,8 @@ const SUSPECT_AFTER: Duration = Duration::from_secs(1);
 /// The most shards a node serves: [`NodeConfig::chain_shards`] above it counts as this (each
 /// shard costs a few actors and, on group nodes, a raft group ticking every 20 ms).
 const MAX_SHARDS: u32 = 1024;
+/// The most group seats outside the bootstrap list a node remembers.
+const MAX_SEATS: usize = 256;
 /// The mailbox capacity of the chain actors (they take bursts of pipelined requests).
 pub(crate) const MAILBOX: usize = 65_536;
 
@@ -140,16 +157,27 @@ impl RemoteMessage for ChainWire {
 /// assert_eq!(shard_of("greeting", 4), shard_of("greeting", 4));
 /// ```
 pub fn shard_of(key: &str, shards: u32) -> u32 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     if shards <= 1 {
         return 0;
     }
-    let hash = key.bytes().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    });
     // The remainder is below `shards`, a u32.
-    (hash % u64::from(shards)) as u32
+    (fnv1a(key.as_bytes()) % u64::from(shards)) as u32
+}
+
+/// The 64-bit FNV-1a hash.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// The raft id of a standby group node listening on `addr`: the 64-bit FNV-1a hash of the
+/// address as text, with the top bit set so that it is never a bootstrap id (those count
+/// from 1) nor 0. Fixed by this crate, like [`shard_of`].
+pub fn standby_raft_id(addr: SocketAddr) -> u64 {
+    fnv1a(addr.to_string().as_bytes()) | (1 << 63)
 }
 
 /// What this node's chain services share: identities, names and routes.
@@ -161,8 +189,11 @@ pub(crate) struct ChainServices {
     pub(crate) me: u64,
     /// The group's addresses, sorted: raft id `i + 1` is `group[i]`.
     group: Vec<SocketAddr>,
-    /// This node's raft id, if it is a group member.
+    /// This node's raft id, if it runs group nodes (bootstrap member or standby).
     pub(crate) raft_id: Option<u64>,
+    /// Group nodes outside the bootstrap list: raft id to address, learned from committed
+    /// configurations and membership changes (at most [`MAX_SEATS`]).
+    seats: Mutex<BTreeMap<u64, SocketAddr>>,
     /// Whether frames from other nodes are authenticated (the node has a cluster key).
     authenticated: bool,
     /// Local registry names of this node's chain actors, by shard (never empty).
@@ -180,6 +211,18 @@ pub(crate) struct ChainServices {
     /// The clock every chain actor of this node reads (skewed by the admin request
     /// `AdminRequest::Clock`, for fault injection).
     pub(crate) clock: Clock,
+}
+
+/// One shard's answer to a change of the group's voters (`phalanx chain group`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct GroupChange {
+    /// The shard.
+    pub shard: u32,
+    /// Started, or why not (text, for the operator).
+    pub outcome: Result<(), String>,
+    /// When the node asked is not the shard's group leader: the leader's address, if known.
+    pub leader: Option<SocketAddr>,
 }
 
 /// The chain's places in the node's data directory.
@@ -225,7 +268,8 @@ impl ChainServices {
         let raft_id = group
             .iter()
             .position(|addr| *addr == listen)
-            .map(|i| i as u64 + 1);
+            .map(|i| i as u64 + 1)
+            .or_else(|| config.chain_group_standby.then(|| standby_raft_id(listen)));
         let shards = config.chain_shards.clamp(1, MAX_SHARDS);
         // Shard 0 keeps the names it had before shards existed.
         let names = (0..shards)
@@ -248,6 +292,7 @@ impl ChainServices {
             table,
             group,
             raft_id,
+            seats: Mutex::new(BTreeMap::new()),
             authenticated,
             names,
             peers: Mutex::new(HashMap::new()),
@@ -334,6 +379,14 @@ impl ChainServices {
                         ),
                         None => GroupActor::with_settings(id, settings, transport, driver),
                     }
+                    .with_seats_listener({
+                        let services = Arc::downgrade(&services);
+                        move |seats| {
+                            if let Some(services) = services.upgrade() {
+                                services.learn_seats(seats);
+                            }
+                        }
+                    })
                 })
                 .registered(names.group.clone())
                 .capacity(MAILBOX),
@@ -404,6 +457,7 @@ impl ChainServices {
     /// Hands a packet that arrived (or was sent locally) to shard `shard`'s local actor it is
     /// for.
     fn deliver(&self, shard: u32, inbound: Inbound) {
+        self.learn_from(&inbound);
         let Some(names) = self.names.get(shard as usize) else {
             tracing::debug!(shard, "chain packet for a shard this node does not serve");
             return;
@@ -434,6 +488,116 @@ impl ChainServices {
         }
     }
 
+    /// The address of group node `id`: a bootstrap member by its position, any other by
+    /// what the node learned.
+    fn group_address(&self, id: u64) -> Option<SocketAddr> {
+        if let Some(addr) = usize::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_sub(1))
+            .and_then(|index| self.group.get(index))
+        {
+            return Some(*addr);
+        }
+        self.seats.lock().ok()?.get(&id).copied()
+    }
+
+    /// The seat of the group node listening on `addr`: its bootstrap id, or its standby id.
+    pub(crate) fn seat_of(&self, addr: SocketAddr) -> GroupSeat {
+        let id = match self.group.iter().position(|a| *a == addr) {
+            Some(index) => index as u64 + 1,
+            None => standby_raft_id(addr),
+        };
+        GroupSeat {
+            id,
+            address: addr.to_string(),
+        }
+    }
+
+    /// Remembers where the group nodes of `seats` are (those with an address that parses).
+    fn learn_seats(&self, seats: &[GroupSeat]) {
+        let Ok(mut known) = self.seats.lock() else {
+            return;
+        };
+        for seat in seats {
+            if let Ok(addr) = seat.address.parse::<SocketAddr>()
+                && (known.len() < MAX_SEATS || known.contains_key(&seat.id))
+            {
+                known.insert(seat.id, addr);
+            }
+        }
+    }
+
+    /// Learns the group's seats from a configuration a group node sent (authenticated
+    /// frames only: an address learned here receives raft and lease traffic).
+    fn learn_from(&self, inbound: &Inbound) {
+        let (Peer::Config(_), Body::Control(bytes), true) = (
+            &inbound.packet.from,
+            &inbound.packet.body,
+            inbound.authenticated,
+        ) else {
+            return;
+        };
+        if let Ok(
+            ControlMessage::ConfigUpdate { config } | ControlMessage::LeaseReply { config, .. },
+        ) = decode::<ControlMessage>(bytes)
+            && !config.group.is_empty()
+        {
+            self.learn_seats(&config.group);
+        }
+    }
+
+    /// Asks every shard's local group node to change the group's voters to `voters`
+    /// (addresses of bootstrap members or standby nodes). Each shard answers for itself; a
+    /// shard whose local node is not the leader names the leader's address when known.
+    pub(crate) async fn change_group(&self, voters: &[SocketAddr]) -> Vec<GroupChange> {
+        let seats: Vec<GroupSeat> = voters.iter().map(|addr| self.seat_of(*addr)).collect();
+        // The leader must reach the new voters before any configuration names them.
+        self.learn_seats(&seats);
+        let mut answers = Vec::new();
+        for shard in 0..self.shards() {
+            let answer =
+                match self.names.get(shard as usize).and_then(|names| {
+                    phalanx_runtime::registry::whereis::<GroupInput>(&names.group)
+                }) {
+                    None => GroupChange {
+                        shard,
+                        outcome: Err("this node runs no configuration-group node".into()),
+                        leader: None,
+                    },
+                    Some(group) => {
+                        let seats = seats.clone();
+                        match group
+                            .ask(|reply| GroupInput::ChangeGroup(seats, reply), CONNECT)
+                            .await
+                        {
+                            Ok(Ok(())) => GroupChange {
+                                shard,
+                                outcome: Ok(()),
+                                leader: None,
+                            },
+                            Ok(Err(GroupChangeError::NotLeader { leader })) => GroupChange {
+                                shard,
+                                outcome: Err("not the leader".into()),
+                                leader: leader.and_then(|id| self.group_address(id)),
+                            },
+                            Ok(Err(error)) => GroupChange {
+                                shard,
+                                outcome: Err(error.to_string()),
+                                leader: None,
+                            },
+                            Err(error) => GroupChange {
+                                shard,
+                                outcome: Err(error.to_string()),
+                                leader: None,
+                            },
+                        }
+                    }
+                };
+            answers.push(answer);
+        }
+        answers
+    }
+
     /// Where `packet` goes: `None` for this node, else the address of another.
     fn destination(&self, packet: &Packet) -> Option<Option<SocketAddr>> {
         let node = match packet.to {
@@ -442,8 +606,7 @@ impl ChainServices {
                 if Some(id) == self.raft_id {
                     return Some(None);
                 }
-                let index = usize::try_from(id.checked_sub(1)?).ok()?;
-                return self.group.get(index).map(|addr| Some(*addr));
+                return self.group_address(id).map(Some);
             }
             Peer::Client(client) => packet
                 .routes

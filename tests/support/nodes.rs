@@ -174,3 +174,50 @@ pub(crate) fn until_chain_of(
         views.join("\n")
     );
 }
+
+/// Writes `count` keys from `from` on through the nodes in turn; returns those acknowledged.
+pub(crate) fn write(
+    key: &Path,
+    nodes: &[SocketAddr],
+    from: usize,
+    count: usize,
+) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    for i in from..from + count {
+        let node = nodes[i % nodes.len()].to_string();
+        let (name, value) = (format!("k{i}"), format!("v{i}"));
+        let output = cli(
+            key,
+            Duration::from_secs(10),
+            &["kv", "put", "--node", &node, &name, &value],
+        );
+        if output.status.success() {
+            acked.push((name, value));
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+    acked
+}
+
+/// Reads every acknowledged key back (retrying while the chain settles, bounded).
+pub(crate) fn assert_all_readable(key: &Path, nodes: &[SocketAddr], acked: &[(String, String)]) {
+    for (i, (name, value)) in acked.iter().enumerate() {
+        let mut last = None;
+        for attempt in 0..20 {
+            let node = nodes[(i + attempt) % nodes.len()].to_string();
+            let output = cli(
+                key,
+                Duration::from_secs(10),
+                &["kv", "get", "--node", &node, name],
+            );
+            if output.status.success() {
+                last = Some(String::from_utf8_lossy(&output.stdout).trim().to_owned());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(last.as_deref(), Some(value.as_str()), "acknowledged {name}");
+    }
+}

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::replica_actor::{DriverSettings, start_ticker};
 use super::routes::Routes;
 use super::{Body, ChainTransport, DriverCounters, Inbound, Packet};
-use crate::chain::config::ChainConfig;
-use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
+use crate::chain::config::{ChainConfig, GroupSeat};
+use crate::chain::group::{ConfigNode, GroupAction, GroupChangeError, GroupSettings};
 use crate::chain::message::{ControlMessage, MAX_MESSAGE_BYTES, Peer, decode, encode};
 use crate::checkpoint::{GroupStore, Storage};
 
@@ -28,6 +28,21 @@ pub enum GroupInput {
     Tick,
     /// Report the node's state.
     Status(Reply<GroupStatus>),
+    /// Start changing the group's membership to these voters
+    /// ([`ConfigNode::change_group`]).
+    ChangeGroup(Vec<GroupSeat>, Reply<Result<(), GroupChangeError>>),
+}
+
+/// Told the group seats a node knows of when they change (see
+/// [`GroupActor::with_seats_listener`]).
+struct SeatsListener(Box<SeatsFn>);
+
+type SeatsFn = dyn Fn(&[GroupSeat]) + Send + Sync;
+
+impl std::fmt::Debug for SeatsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeatsListener")
+    }
 }
 
 /// A configuration-group node's state, as reported to operators.
@@ -40,6 +55,12 @@ pub struct GroupStatus {
     pub leader: bool,
     /// The latest committed chain configuration.
     pub committed: ChainConfig,
+    /// The raft leader it knows of.
+    pub leader_id: Option<u64>,
+    /// The group's voters as it applied them.
+    pub voters: Vec<u64>,
+    /// While a membership change is under way, the voters it moves away from (else empty).
+    pub outgoing: Vec<u64>,
     /// What the driver counted.
     pub counters: DriverCounters,
 }
@@ -59,6 +80,10 @@ pub struct GroupActor<T: ChainTransport> {
     counters: DriverCounters,
     /// The interval timer's task; dropping the actor cancels it.
     ticker: Option<Task<()>>,
+    /// Told the seats the node knows of when they change.
+    seats_listener: Option<SeatsListener>,
+    /// The seats last told.
+    seats_told: Vec<GroupSeat>,
 }
 
 impl<T: ChainTransport> GroupActor<T> {
@@ -73,6 +98,8 @@ impl<T: ChainTransport> GroupActor<T> {
             routes: Routes::default(),
             counters: DriverCounters::default(),
             ticker: None,
+            seats_listener: None,
+            seats_told: Vec::new(),
         }
     }
 
@@ -93,6 +120,8 @@ impl<T: ChainTransport> GroupActor<T> {
             routes: Routes::default(),
             counters: DriverCounters::default(),
             ticker: None,
+            seats_listener: None,
+            seats_told: Vec::new(),
         }
     }
 
@@ -112,6 +141,32 @@ impl<T: ChainTransport> GroupActor<T> {
         let mut actor = Self::with_settings(id, group, transport, settings);
         actor.journal = Some((storage, dir));
         actor
+    }
+
+    /// Tells `listener` the group seats (raft ids with addresses) this node knows of whenever
+    /// they change: the voters a membership change moves to, then those the committed
+    /// configuration names. A driver that routes by address learns new group nodes from it.
+    #[must_use]
+    pub fn with_seats_listener(
+        mut self,
+        listener: impl Fn(&[GroupSeat]) + Send + Sync + 'static,
+    ) -> Self {
+        self.seats_listener = Some(SeatsListener(Box::new(listener)));
+        self
+    }
+
+    fn tell_seats(&mut self) {
+        let (Some(listener), Some(node)) = (&self.seats_listener, &self.node) else {
+            return;
+        };
+        let seats = node
+            .change_target()
+            .unwrap_or(&node.committed().group)
+            .to_vec();
+        if seats != self.seats_told {
+            (listener.0)(&seats);
+            self.seats_told = seats;
+        }
     }
 
     fn on_packet(&mut self, inbound: Inbound, now: Instant) {
@@ -231,15 +286,27 @@ impl<T: ChainTransport> Actor for GroupActor<T> {
             }
             GroupInput::Status(reply) => {
                 if let Some(node) = &self.node {
+                    let (voters, outgoing) = node.voters();
                     let _ = reply.send(GroupStatus {
                         id: node.id(),
                         leader: node.is_leader(),
                         committed: node.committed().clone(),
+                        leader_id: node.leader(),
+                        voters,
+                        outgoing,
                         counters: self.counters,
                     });
                 }
             }
+            GroupInput::ChangeGroup(voters, reply) => {
+                let outcome = match self.node.as_mut() {
+                    Some(node) => node.change_group(voters),
+                    None => Err(GroupChangeError::NotLeader { leader: None }),
+                };
+                let _ = reply.send(outcome);
+            }
         }
+        self.tell_seats();
         self.send_actions();
         if let Some(failure) = self.node.as_ref().and_then(ConfigNode::failure) {
             return Err(failure.to_owned().into());
