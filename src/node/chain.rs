@@ -138,7 +138,7 @@ pub(crate) const MAILBOX: usize = 65_536;
 pub struct ChainWire(pub Vec<(u32, Packet)>);
 
 impl RemoteMessage for ChainWire {
-    const TAG: &'static str = "phalanx.ChainWire.v3";
+    const TAG: &'static str = "phalanx.ChainWire.v4";
 }
 
 /// The shard of `key` among `shards` chains: the 64-bit FNV-1a hash of the key's UTF-8 bytes

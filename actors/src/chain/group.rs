@@ -11,6 +11,12 @@
 //! restarted node rebuilds its [`MemStorage`] from the journal. A raft node that forgot its
 //! vote or its log could break consensus safety; with the journal it never does.
 //!
+//! The group's own voters change through the same consensus: [`ConfigNode::change_group`]
+//! (raft's joint consensus, with a chain epoch naming the new voters in between, so that read
+//! leases stay sound across the change). Conf changes are applied to raft, never written into
+//! the storage's conf state: that stays the bootstrap group, and a restarted or newly added
+//! node replays the whole log from it (the group's log is never compacted).
+//!
 //! Raft messages are raft-rs's protobuf types. On a real wire they must be decoded only after
 //! the frame was authenticated by the keyring (protobuf 2 carries RUSTSEC-2024-0437, a
 //! stack overflow on crafted deeply nested input).
