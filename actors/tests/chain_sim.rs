@@ -66,7 +66,8 @@ fn placed_runs_are_linearizable_and_lose_no_acknowledged_write() {
 }
 
 /// The group changes its own membership while everything else fails: the nemesis replaces
-/// voters with spare group nodes through joint consensus, and leases follow the voters.
+/// voters with spare group nodes through joint consensus, leases follow the voters, and
+/// whole-cluster crashes (durable replicas) make group nodes replay their conf changes.
 #[test]
 fn regrouped_runs_are_linearizable_and_lose_no_acknowledged_write() {
     check_seeds("regrouped", 40, SimSettings::faulty_regrouped);

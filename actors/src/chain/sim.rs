@@ -190,12 +190,13 @@ impl SimSettings {
         }
     }
 
-    /// [`faulty`](Self::faulty) with two spare group nodes: the nemesis also replaces group
-    /// voters (joint consensus), and crashes and partitions reach the spares too.
+    /// [`faulty_durable`](Self::faulty_durable) with two spare group nodes: the nemesis also
+    /// replaces group voters (joint consensus), crashes and partitions reach the spares too,
+    /// and whole-cluster crashes make every group node replay its conf changes from its log.
     pub fn faulty_regrouped(seed: u64) -> Self {
         Self {
             group_spares: 2,
-            ..Self::faulty(seed)
+            ..Self::faulty_durable(seed)
         }
     }
 }
