@@ -139,16 +139,16 @@ impl ChainSim {
     /// Asks the group's leader to replace a random voter by a random non-voter (the leader
     /// refuses while an earlier change is under way).
     fn change_group(&mut self) {
-        let Some(leader) = self
+        let Some((id, (incoming, outgoing))) = self
             .group
-            .values_mut()
+            .values()
             .filter(|g| !g.crashed)
-            .filter_map(|g| g.node.as_mut())
+            .filter_map(|g| g.node.as_ref())
             .find(|node| node.is_leader())
+            .map(|leader| (leader.id(), leader.voters()))
         else {
             return;
         };
-        let (incoming, outgoing) = leader.voters();
         let outside: Vec<u64> = self
             .group
             .keys()
@@ -165,17 +165,12 @@ impl ChainSim {
             .map(|&id| if id == victim { newcomer } else { id })
             .map(GroupSeat::id)
             .collect();
-        let Some(leader) = self
+        let started = self
             .group
-            .values_mut()
-            .filter(|g| !g.crashed)
-            .filter_map(|g| g.node.as_mut())
-            .find(|node| node.is_leader())
-        else {
-            return;
-        };
-        let id = leader.id();
-        if leader.change_group(voters).is_ok() {
+            .get_mut(&id)
+            .and_then(|g| g.node.as_mut())
+            .is_some_and(|leader| leader.change_group(voters).is_ok());
+        if started {
             self.faults += 1;
             self.group_changes += 1;
             let now = self.clock.now();
