@@ -788,9 +788,15 @@ impl ConfigNode {
         if let Some(commit) = light.commit_index() {
             self.storage.wl().mut_hard_state().set_commit(commit);
             if let Some(journal) = self.journal.as_mut() {
-                // The commit index needs no sync: a node that forgets it learns it again.
+                // Synced before the entries it commits are applied: a node must never forget
+                // that a conf change it applied is committed (restarted with an older commit
+                // index it would replay the log to an older set of voters, and could campaign
+                // among voters that were removed).
                 let hard_state = self.storage.rl().hard_state().clone();
-                if let Err(error) = journal.set_hard_state(&hard_state) {
+                if let Err(error) = journal
+                    .set_hard_state(&hard_state)
+                    .and_then(|()| journal.sync())
+                {
                     self.fail(&error);
                     return;
                 }
