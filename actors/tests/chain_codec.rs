@@ -2,8 +2,8 @@
 //! bolero target, which runs as an ordinary test on stable).
 
 use phalanx_actors::chain::{
-    ChainConfig, ClientId, ControlMessage, Entry, KvCommand, KvMap, KvQuery, Message, ReplicaId,
-    SnapshotCursor, decode, encode,
+    ChainConfig, ClientId, ControlMessage, Entry, GroupSeat, KvCommand, KvMap, KvQuery, Message,
+    ReplicaId, SnapshotCursor, decode, encode,
 };
 use proptest::prelude::*;
 
@@ -108,8 +108,14 @@ proptest! {
     }
 
     #[test]
-    fn control_messages_round_trip(epoch in any::<u64>(), round in any::<u64>(), ids in proptest::collection::vec(any::<u64>(), 0..5)) {
-        let config = ChainConfig::initial(&ids.iter().map(|&id| ReplicaId(id)).collect::<Vec<_>>());
+    fn control_messages_round_trip(
+        epoch in any::<u64>(),
+        round in any::<u64>(),
+        ids in proptest::collection::vec(any::<u64>(), 0..5),
+        seats in proptest::collection::vec((any::<u64>(), ".{0,24}"), 0..6),
+    ) {
+        let mut config = ChainConfig::initial(&ids.iter().map(|&id| ReplicaId(id)).collect::<Vec<_>>());
+        config.group = seats.into_iter().map(|(id, address)| GroupSeat { id, address }).collect();
         for message in [
             ControlMessage::LeaseRequest { replica: ReplicaId(round), incarnation: 1, epoch, round, synced_epoch: epoch },
             ControlMessage::LeaseReply { round, granted: true, config: config.clone() },
