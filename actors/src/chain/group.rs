@@ -310,7 +310,7 @@ impl ConfigNode {
         config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raft = RawNode::new(&config, storage.clone(), &logger)?;
-        let settings_group = settings.group.clone();
+        let conf = ConfState::from((settings.group.clone(), vec![]));
         let mut node = Self {
             id,
             committed: settings.initial.clone(),
@@ -326,7 +326,7 @@ impl ConfigNode {
             was_leader: false,
             actions: VecDeque::new(),
             journal: None,
-            conf: ConfState::from((settings_group.clone(), vec![])),
+            conf,
             target: None,
             failed: None,
         };
