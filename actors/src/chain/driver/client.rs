@@ -91,6 +91,9 @@ pub enum ClientInput<S: StateMachine> {
     Config(Reply<Option<ChainConfig>>),
     /// A packet from the transport.
     Packet(Inbound),
+    /// Packets from the transport that arrived together (one decoded batch), handled in order:
+    /// one mailbox operation for the whole batch.
+    Packets(Vec<Inbound>),
     /// The interval timer fired.
     Tick,
 }
@@ -442,6 +445,11 @@ where
                 self.query_config(now);
             }
             ClientInput::Packet(inbound) => self.on_packet(inbound, now),
+            ClientInput::Packets(batch) => {
+                for inbound in batch {
+                    self.on_packet(inbound, now);
+                }
+            }
             ClientInput::Tick => self.on_tick(now),
         }
         Ok(())

@@ -47,6 +47,9 @@ impl Default for DriverSettings {
 pub enum ReplicaInput {
     /// A packet from the transport.
     Packet(Inbound),
+    /// Packets from the transport that arrived together (one decoded batch), handled in order
+    /// as if each had been its own input: one mailbox operation for the whole batch.
+    Packets(Vec<Inbound>),
     /// The interval timer fired.
     Tick,
     /// Report the replica's state.
@@ -457,14 +460,48 @@ where
         let now = self.settings.clock.now();
         match msg {
             ReplicaInput::Packet(inbound) => self.on_packet(inbound, now),
+            ReplicaInput::Packets(batch) => {
+                let mut batch = batch.into_iter().peekable();
+                while let Some(inbound) = batch.next() {
+                    self.on_packet(inbound, now);
+                    if batch.peek().is_some() {
+                        // Not the batch's last: flush only if `flush_every` says so.
+                        self.settle(ctx, now, false).await?;
+                    }
+                }
+            }
             ReplicaInput::Tick => self.replica.handle_tick(now),
             ReplicaInput::Status(reply) => {
                 let _ = reply.send(self.status());
             }
             ReplicaInput::SnapshotDone(done) => self.on_snapshot_done(done)?,
         }
+        self.settle(ctx, now, true).await
+    }
+}
+
+impl<S, T> ReplicaActor<S, T>
+where
+    S: StateMachine + Send + 'static,
+    S::Key: Send,
+    S::Command: Send,
+    S::Output: Send,
+    S::Query: Send,
+    S::Reply: Send,
+    T: ChainTransport,
+{
+    /// Counts one handled input, flushes the replica if `flush_every` inputs were handled
+    /// since the last flush or (`may_drain`) the mailbox is empty, and sends what it asked for
+    /// (a durable replica only after writing its journal, at a flush).
+    async fn settle(
+        &mut self,
+        ctx: &Context<Self>,
+        now: Instant,
+        may_drain: bool,
+    ) -> Result<(), HandlerError> {
         self.unflushed += 1;
-        let flush = self.unflushed >= self.settings.flush_every || ctx.myself().mailbox_len() == 0;
+        let flush = self.unflushed >= self.settings.flush_every
+            || (may_drain && ctx.myself().mailbox_len() == 0);
         if flush {
             self.unflushed = 0;
             self.replica.flush(now);
@@ -478,5 +515,55 @@ where
             self.send_actions();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phalanx_runtime::spawn_actor;
+
+    use super::*;
+    use crate::chain::KvMap;
+    use crate::chain::driver::LocalNetwork;
+
+    fn packet(to: ReplicaId, body: Body) -> Inbound {
+        Inbound {
+            packet: Packet {
+                from: Peer::Replica(ReplicaId(9)),
+                to: Peer::Replica(to),
+                body,
+                routes: vec![(ClientId(7), 70)],
+            },
+            authenticated: true,
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_as_its_packets() {
+        phalanx_runtime::block_on(async {
+            let id = ReplicaId(1);
+            let replica = Replica::<KvMap>::new(id, 0, ReplicaSettings::new(vec![1, 2, 3]));
+            let actor = spawn_actor(ReplicaActor::new(
+                replica,
+                Arc::new(LocalNetwork::new()),
+                DriverSettings::default(),
+            ));
+            let batch = vec![
+                packet(id, Body::Chain(vec![0xff; 3])),
+                packet(ReplicaId(2), Body::Chain(vec![0xff; 3])),
+                packet(id, Body::Raft(Vec::new())),
+                packet(id, Body::Chain(Vec::new())),
+            ];
+            assert!(actor.try_tell(ReplicaInput::Packets(batch)).is_ok());
+            assert!(actor.try_tell(ReplicaInput::Packets(Vec::new())).is_ok());
+            let status = actor
+                .ask(ReplicaInput::Status, Duration::from_secs(10))
+                .await
+                .expect("the replica answers");
+            assert_eq!(status.counters.received, 4);
+            assert_eq!(status.counters.malformed, 2);
+            assert_eq!(status.counters.misaddressed, 2);
+            actor.stop();
+        });
     }
 }
