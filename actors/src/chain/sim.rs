@@ -5,8 +5,9 @@
 //! With [`SimSettings::durable`], every replica keeps its state in a [`ReplicaStore`] on a
 //! simulated disk ([`MemStorage`]): its journal is written before anything it asked for is
 //! sent, a crash loses everything not synced, and a restarted replica recovers from the disk
-//! with its old incarnation. The nemesis may then crash every replica and every group node
-//! at once (the group's raft storage models a disk too).
+//! with its old incarnation. Every group node then keeps its raft log and hard state in a
+//! [`GroupStore`] on a simulated disk too (a crash loses what was not synced), and the nemesis
+//! may crash every replica and every group node at once.
 //!
 //! Every client operation goes into a history that [`crate::chain::linearizability`]
 //! checks, and at the end the tail's state is searched for every acknowledged write.
@@ -36,7 +37,7 @@ use crate::chain::group::{ConfigNode, GroupAction, GroupSettings};
 use crate::chain::linearizability::{self, KvInput, KvResult, Operation, Verdict};
 use crate::chain::message::{ControlMessage, Message, Peer};
 use crate::chain::replica::{Action, Replica, ReplicaSettings};
-use crate::checkpoint::{FsyncPolicy, LogConfig, MemStorage, ReplicaStore};
+use crate::checkpoint::{FsyncPolicy, GroupStore, LogConfig, MemStorage, ReplicaStore};
 
 /// Runs `body` once per seed: only `SIM_SEED` if set, else `CHAIN_SEEDS` seeds (default
 /// `default_seeds`) from `CHAIN_SEED_START` (default 0). A failing seed is printed with the
@@ -258,9 +259,14 @@ struct SimReplica {
 
 #[derive(Debug)]
 struct SimGroupNode {
+    /// `None` while crashed (durable runs; otherwise the node is kept and restarted from its
+    /// raft storage, which survives whole).
     node: Option<ConfigNode>,
     crashed: bool,
     skew: Skew,
+    settings: GroupSettings,
+    /// The simulated disk of its [`GroupStore`] (durable runs).
+    disk: Option<Arc<MemStorage>>,
 }
 
 /// A node's clock: its own rate (drift) and offset against virtual time.
@@ -378,13 +384,19 @@ impl ChainSim {
             let mut group_settings = GroupSettings::new(group_ids.clone(), initial.clone());
             group_settings.target_length = settings.chain_length;
             group_settings.placement = settings.placement;
-            let node = ConfigNode::new(id, group_settings).expect("valid raft settings");
+            let disk = settings.durable.then(|| Arc::new(MemStorage::new()));
+            let node = match &disk {
+                Some(disk) => open_group(id, &group_settings, disk),
+                None => ConfigNode::new(id, group_settings.clone()).expect("valid raft settings"),
+            };
             group.insert(
                 id,
                 SimGroupNode {
                     node: Some(node),
                     crashed: false,
                     skew: skew(&mut rng),
+                    settings: group_settings,
+                    disk,
                 },
             );
         }
@@ -909,6 +921,15 @@ fn replica_settings(settings: &SimSettings, group: Vec<u64>) -> ReplicaSettings 
         replica.history = 8;
     }
     replica
+}
+
+/// A group node whose raft state is in a [`GroupStore`] on its simulated disk, rebuilt from
+/// what the disk holds.
+fn open_group(id: u64, settings: &GroupSettings, disk: &Arc<MemStorage>) -> ConfigNode {
+    let (store, recovered, _) = GroupStore::open(disk.clone(), Path::new("/group"))
+        .expect("a simulated disk written only by the group store opens");
+    ConfigNode::with_journal(id, settings.clone(), recovered, Box::new(store))
+        .expect("raft accepts what the group store recovered")
 }
 
 /// Opens a replica's store on its simulated disk.

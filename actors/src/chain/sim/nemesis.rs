@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use phalanx_transports::SimInstant;
 
-use super::{ChainSim, SimRng, bootstrap_group, open_store, replica_settings};
+use super::{ChainSim, SimRng, bootstrap_group, open_group, open_store, replica_settings};
 use crate::chain::config::{GroupSeat, ReplicaId};
 use crate::chain::message::Peer;
 use crate::chain::replica::Replica;
@@ -51,11 +51,7 @@ impl ChainSim {
                 }
                 let ids: Vec<u64> = self.group.keys().copied().collect();
                 for id in ids {
-                    if let Some(group_node) = self.group.get_mut(&id)
-                        && !group_node.crashed
-                    {
-                        group_node.crashed = true;
-                        self.net.crash(Peer::Config(id));
+                    if self.crash_group(id) {
                         let at = later(&mut self.rng);
                         self.repairs.push((at, Repair::RestartGroup(id)));
                     }
@@ -76,13 +72,8 @@ impl ChainSim {
                 let ids: Vec<u64> = self.group.keys().copied().collect();
                 let id = ids[self.rng.below(ids.len() as u64) as usize];
                 // Keep a majority of every voter set up (at most one of 3 down, two of 5).
-                if self.may_crash_group(id)
-                    && let Some(group_node) = self.group.get_mut(&id)
-                    && !group_node.crashed
-                {
+                if self.may_crash_group(id) && self.crash_group(id) {
                     self.faults += 1;
-                    group_node.crashed = true;
-                    self.net.crash(Peer::Config(id));
                     let at = later(&mut self.rng);
                     self.repairs.push((at, Repair::RestartGroup(id)));
                 }
@@ -228,6 +219,23 @@ impl ChainSim {
         })
     }
 
+    /// Crashes group node `id` unless it is down already: it drops off the network and, with a
+    /// disk, loses its memory and what it had not synced (the last write possibly torn).
+    /// Returns whether it crashed.
+    fn crash_group(&mut self, id: u64) -> bool {
+        let torn = self.rng.below(u64::MAX);
+        let Some(group_node) = self.group.get_mut(&id).filter(|g| !g.crashed) else {
+            return false;
+        };
+        group_node.crashed = true;
+        if let Some(disk) = &group_node.disk {
+            group_node.node = None;
+            disk.crash(&mut |len| (torn % (len as u64 + 1)) as usize);
+        }
+        self.net.crash(Peer::Config(id));
+        true
+    }
+
     /// Crashes a replica: its memory is lost, and (durable runs) its disk loses what was not
     /// synced, the last write possibly torn.
     fn crash_replica(&mut self, id: ReplicaId) {
@@ -271,7 +279,10 @@ impl ChainSim {
                     && group_node.crashed
                 {
                     group_node.crashed = false;
-                    group_node.node = group_node.node.take().and_then(|n| n.restart().ok());
+                    group_node.node = match &group_node.disk {
+                        Some(disk) => Some(open_group(id, &group_node.settings, disk)),
+                        None => group_node.node.take().and_then(|n| n.restart().ok()),
+                    };
                     self.net.restart(&Peer::Config(id));
                 }
             }
