@@ -468,6 +468,13 @@ impl ConfigNode {
     fn advance_group_change(&mut self, now: Instant) -> bool {
         let (incoming, outgoing) = self.voters();
         if outgoing.is_empty() {
+            if !incoming.contains(&self.id) {
+                // A leader the change removed (it won an election during the joint
+                // configuration and committed its end): raft-rs lets it lead on, but a group
+                // should be led by one of its voters.
+                self.hand_over(&incoming);
+                return true;
+            }
             return false;
         }
         let mut named = self.committed.lease_group(&self.settings.group);
@@ -488,15 +495,22 @@ impl ConfigNode {
                 let _ = self
                     .raft
                     .propose_conf_change(Vec::new(), ConfChangeV2::default());
-            } else if let Some(successor) = incoming
-                .iter()
-                .copied()
-                .max_by_key(|id| self.raft.raft.prs().get(*id).map_or(0, |p| p.matched))
-            {
-                self.raft.transfer_leader(successor);
+            } else {
+                self.hand_over(&incoming);
             }
         }
         true
+    }
+
+    /// Transfers leadership to the voter of `voters` whose log is the most complete.
+    fn hand_over(&mut self, voters: &[u64]) {
+        if let Some(successor) = voters
+            .iter()
+            .copied()
+            .max_by_key(|id| self.raft.raft.prs().get(*id).map_or(0, |p| p.matched))
+        {
+            self.raft.transfer_leader(successor);
+        }
     }
 
     /// The next action for the driver.
