@@ -31,6 +31,12 @@ impl<A: Actor> Context<A> {
         self.myself.clone()
     }
 
+    /// How many messages wait in this actor's mailbox (what `myself().mailbox_len()` says,
+    /// without cloning a reference: for actors that decide per message whether to flush).
+    pub fn mailbox_len(&self) -> usize {
+        self.myself.mailbox_len()
+    }
+
     /// Stops this actor once the current handler returns; see [`Addr::stop`].
     pub fn stop(&self) {
         self.addr().stop();

@@ -500,8 +500,8 @@ where
         may_drain: bool,
     ) -> Result<(), HandlerError> {
         self.unflushed += 1;
-        let flush = self.unflushed >= self.settings.flush_every
-            || (may_drain && ctx.myself().mailbox_len() == 0);
+        let flush =
+            self.unflushed >= self.settings.flush_every || (may_drain && ctx.mailbox_len() == 0);
         if flush {
             self.unflushed = 0;
             self.replica.flush(now);
