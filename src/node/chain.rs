@@ -598,6 +598,46 @@ impl ChainServices {
         answers
     }
 
+    /// Hands the packets of one [`ChainWire`] to the local actors: those for a shard's
+    /// replica, and those for a shard's client, each in one mailbox operation (in the order
+    /// they came); group packets one by one.
+    fn deliver_all(&self, packets: Vec<(u32, Packet)>) {
+        let mut replicas: BTreeMap<u32, Vec<Inbound>> = BTreeMap::new();
+        let mut clients: BTreeMap<u32, Vec<Inbound>> = BTreeMap::new();
+        for (shard, packet) in packets {
+            let inbound = Inbound {
+                packet,
+                authenticated: self.authenticated,
+            };
+            match inbound.packet.to {
+                Peer::Replica(ReplicaId(id)) if id == self.me => {
+                    self.learn_from(&inbound);
+                    replicas.entry(shard).or_default().push(inbound);
+                }
+                Peer::Client(_) => {
+                    self.learn_from(&inbound);
+                    clients.entry(shard).or_default().push(inbound);
+                }
+                _ => self.deliver(shard, inbound),
+            }
+        }
+        for (shard, batch) in replicas {
+            if let Some(replica) = self.names.get(shard as usize).and_then(|names| {
+                phalanx_runtime::registry::whereis::<ReplicaInput>(&names.replica)
+            }) {
+                let _ = replica.try_tell(ReplicaInput::Packets(batch));
+            }
+        }
+        for (shard, batch) in clients {
+            // The client checks that each packet is for its current id.
+            if let Some(client) = self.names.get(shard as usize).and_then(|names| {
+                phalanx_runtime::registry::whereis::<ClientInput<KvMap>>(&names.client)
+            }) {
+                let _ = client.try_tell(ClientInput::Packets(batch));
+            }
+        }
+    }
+
     /// Where `packet` goes: `None` for this node, else the address of another.
     fn destination(&self, packet: &Packet) -> Option<Option<SocketAddr>> {
         let node = match packet.to {
@@ -781,15 +821,7 @@ impl Actor for Router {
     }
 
     async fn handle(&mut self, _: &mut Context<Self>, msg: ChainWire) -> Result<(), HandlerError> {
-        for (shard, packet) in msg.0 {
-            self.services.deliver(
-                shard,
-                Inbound {
-                    packet,
-                    authenticated: self.services.authenticated,
-                },
-            );
-        }
+        self.services.deliver_all(msg.0);
         Ok(())
     }
 }
