@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The node's allocator: mimalloc, with thread-local free lists. A chain write allocates and
+/// frees a few small buffers on each hop (packets, entries, keys, values), and glibc's
+/// allocator was about a sixth of a loaded node's CPU profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// phalanx: a fault-tolerant actor runtime with clustering built in.
 #[derive(Debug, Parser)]
 #[command(name = "phalanx", version, about, propagate_version = true)]

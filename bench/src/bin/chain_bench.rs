@@ -31,6 +31,11 @@ use phalanx::transports::Key;
 const USAGE: &str = "usage: chain_bench [--seconds N] [--inflight N] [--keys N] [--value BYTES] \
                      [--durable] [--catchup] [write|read|a|b ...]";
 const SERVE: &str = "serve";
+
+/// The `phalanx` binary's allocator, so that the node processes this binary starts run as
+/// `phalanx node` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const KEY_VAR: &str = "CHAIN_BENCH_KEY";
 
 #[derive(Debug, Clone)]
