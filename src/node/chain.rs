@@ -185,6 +185,11 @@ pub fn standby_raft_id(addr: SocketAddr) -> u64 {
     fnv1a(addr.to_string().as_bytes()) | (1 << 63)
 }
 
+/// The raft id of `addr` in the sorted bootstrap group: its position, counted from 1.
+fn bootstrap_id(group: &[SocketAddr], addr: SocketAddr) -> Option<u64> {
+    group.iter().position(|a| *a == addr).map(|i| i as u64 + 1)
+}
+
 /// What this node's chain services share: identities, names and routes.
 #[derive(Debug)]
 pub(crate) struct ChainServices {
@@ -270,10 +275,7 @@ impl ChainServices {
         group.sort();
         group.dedup();
         let listen = remoting.local_addr();
-        let raft_id = group
-            .iter()
-            .position(|addr| *addr == listen)
-            .map(|i| i as u64 + 1)
+        let raft_id = bootstrap_id(&group, listen)
             .or_else(|| config.chain_group_standby.then(|| standby_raft_id(listen)));
         let shards = config.chain_shards.clamp(1, MAX_SHARDS);
         // Shard 0 keeps the names it had before shards existed.
@@ -509,10 +511,7 @@ impl ChainServices {
 
     /// The seat of the group node listening on `addr`: its bootstrap id, or its standby id.
     pub(crate) fn seat_of(&self, addr: SocketAddr) -> GroupSeat {
-        let id = match self.group.iter().position(|a| *a == addr) {
-            Some(index) => index as u64 + 1,
-            None => standby_raft_id(addr),
-        };
+        let id = bootstrap_id(&self.group, addr).unwrap_or_else(|| standby_raft_id(addr));
         GroupSeat {
             id,
             address: addr.to_string(),
@@ -561,45 +560,36 @@ impl ChainServices {
         self.learn_seats(&seats);
         let mut answers = Vec::new();
         for shard in 0..self.shards() {
-            let answer =
-                match self.names.get(shard as usize).and_then(|names| {
-                    phalanx_runtime::registry::whereis::<GroupInput>(&names.group)
-                }) {
-                    None => GroupChange {
-                        shard,
-                        outcome: Err("this node runs no configuration-group node".into()),
-                        leader: None,
-                    },
-                    Some(group) => {
-                        let seats = seats.clone();
-                        match group
-                            .ask(|reply| GroupInput::ChangeGroup(seats, reply), CONNECT)
-                            .await
-                        {
-                            Ok(Ok(())) => GroupChange {
-                                shard,
-                                outcome: Ok(()),
-                                leader: None,
-                            },
-                            Ok(Err(GroupChangeError::NotLeader { leader })) => GroupChange {
-                                shard,
-                                outcome: Err("not the leader".into()),
-                                leader: leader.and_then(|id| self.group_address(id)),
-                            },
-                            Ok(Err(error)) => GroupChange {
-                                shard,
-                                outcome: Err(error.to_string()),
-                                leader: None,
-                            },
-                            Err(error) => GroupChange {
-                                shard,
-                                outcome: Err(error.to_string()),
-                                leader: None,
-                            },
-                        }
+            let group = self
+                .names
+                .get(shard as usize)
+                .and_then(|names| phalanx_runtime::registry::whereis::<GroupInput>(&names.group));
+            let (outcome, leader) = match group {
+                None => (
+                    Err("this node runs no configuration-group node".into()),
+                    None,
+                ),
+                Some(group) => {
+                    let seats = seats.clone();
+                    match group
+                        .ask(|reply| GroupInput::ChangeGroup(seats, reply), CONNECT)
+                        .await
+                    {
+                        Ok(Ok(())) => (Ok(()), None),
+                        Ok(Err(GroupChangeError::NotLeader { leader })) => (
+                            Err("not the leader".into()),
+                            leader.and_then(|id| self.group_address(id)),
+                        ),
+                        Ok(Err(error)) => (Err(error.to_string()), None),
+                        Err(error) => (Err(error.to_string()), None),
                     }
-                };
-            answers.push(answer);
+                }
+            };
+            answers.push(GroupChange {
+                shard,
+                outcome,
+                leader,
+            });
         }
         answers
     }
